@@ -1,0 +1,93 @@
+"""The ``Ops`` namespaces the oracles evaluate shared definitions with.
+
+An activation's or loss's ``definition(z, ops)`` is written once (see ``handgrad.activations``);
+here are the two namespaces the oracles plug in:
+
+* :data:`JAX_OPS` -- ``jax.numpy`` (x64 enabled), so that ``jax.grad`` differentiates it.
+* :data:`SYMPY_OPS` -- SymPy, on SymPy scalars or on numpy *object* arrays of SymPy expressions;
+  ``where(c, x, y)`` becomes ``Piecewise((x, c), (y, True))``.
+
+Neither namespace knows any derivative: differentiation is the oracle's job.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SYMPY_OPS", "jax_ops", "SympyOps"]
+
+
+def _lift(f: Any) -> Any:
+    """Apply scalar SymPy function ``f`` elementwise to object arrays, or directly to a scalar."""
+    uf = np.frompyfunc(f, 1, 1)
+
+    def g(x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            return uf(x).astype(object) if x.ndim else f(x.item())
+        return f(x)
+
+    return g
+
+
+class SympyOps:
+    """``Ops`` on SymPy expressions (scalars or object arrays)."""
+
+    def __init__(self) -> None:
+        import sympy as sp
+
+        self._sp = sp
+        self.pi = sp.pi
+        self.exp = _lift(sp.exp)
+        self.log = _lift(sp.log)
+        self.log1p = _lift(lambda x: sp.log(1 + x))
+        self.expm1 = _lift(lambda x: sp.exp(x) - 1)
+        self.tanh = _lift(sp.tanh)
+        self.erf = _lift(sp.erf)
+        self.sqrt = _lift(sp.sqrt)
+        self._where = np.frompyfunc(lambda c, x, y: sp.Piecewise((x, c), (y, True)), 3, 1)
+
+    def where(self, cond: Any, x: Any, y: Any) -> Any:
+        if any(isinstance(v, np.ndarray) for v in (cond, x, y)):
+            return self._where(cond, x, y).astype(object)
+        return self._sp.Piecewise((x, cond), (y, True))
+
+    @staticmethod
+    def colsum(x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            return np.sum(x, axis=0, keepdims=True)
+        return x
+
+
+SYMPY_OPS = SympyOps()
+
+
+class _JaxOps:
+    pi = math.pi
+
+    def __init__(self) -> None:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+        import jax.scipy.special as jsp
+
+        self.exp, self.log, self.log1p, self.expm1 = jnp.exp, jnp.log, jnp.log1p, jnp.expm1
+        self.tanh, self.sqrt, self.where, self.erf = jnp.tanh, jnp.sqrt, jnp.where, jsp.erf
+        self._jnp = jnp
+
+    def colsum(self, x: Any) -> Any:
+        return self._jnp.sum(x, axis=0, keepdims=True)
+
+
+_JAX_OPS: _JaxOps | None = None
+
+
+def jax_ops() -> _JaxOps:
+    """The ``jax.numpy`` namespace (created on first use, so importing this module needs no JAX)."""
+    global _JAX_OPS
+    if _JAX_OPS is None:
+        _JAX_OPS = _JaxOps()
+    return _JAX_OPS
