@@ -67,14 +67,25 @@ _erf_vec = np.vectorize(math.erf, otypes=[np.float64])
 _erfc_vec = np.vectorize(math.erfc, otypes=[np.float64])
 
 
+_erf_obj = np.frompyfunc(lambda v: v.erf(), 1, 1)
+_erfc_obj = np.frompyfunc(lambda v: v.erfc(), 1, 1)
+
+
 def _erf(x: np.ndarray) -> np.ndarray:
+    """erf elementwise (numpy has none). On object arrays it calls each element's ``erf()``
+    method, the convention numpy's own ufuncs follow for ``exp`` etc. (used by exact proofs)."""
     x = np.asarray(x)
+    if x.dtype == object:
+        return _erf_obj(x)
     if x.size == 0:
         return np.zeros_like(x)
     return _erf_vec(x).astype(x.dtype if x.dtype.kind == "f" else np.float64)
 
 
 def _erfc(x: np.ndarray) -> np.ndarray:
+    """erfc elementwise, see :func:`_erf`."""
+    if x.dtype == object:
+        return _erfc_obj(x)
     if x.size == 0:
         return np.zeros_like(x)
     return _erfc_vec(x).astype(x.dtype)
