@@ -4,6 +4,7 @@ The system under test of the handgrad verification suite. ``reference`` holds th
 oracles and the referee that certify it.
 """
 
+from . import optim, training
 from .activations import (
     NUMPY_OPS,
     Activation,
@@ -44,10 +45,12 @@ __all__ = [
     "iter_losses",
     "leaky_relu",
     "loss_names",
+    "optim",
     "param_names",
     "register_activation",
     "register_loss",
     "train_article",
+    "training",
     "unregister_activation",
     "unregister_loss",
 ]
