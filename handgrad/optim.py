@@ -169,10 +169,14 @@ class Optimizer:
         current values, before this step) is required when :attr:`needs_params` is true.
         """
         like = _first_tree(state)
-        _check_tree("grads", grads, like, like_name="the optimizer state (built by init from params)")
-        if params is not None:
-            _check_tree("params", params, dict(grads), like_name="grads")
-        elif self.needs_params:
+        if like is None and params is not None:  # a stateless optimizer: params are the reference
+            _check_tree("params", params)
+            _check_tree("grads", grads, dict(params), like_name="params")
+        else:
+            _check_tree("grads", grads, like, like_name="the optimizer state (built by init from params)")
+            if params is not None:
+                _check_tree("params", params, dict(grads), like_name="grads")
+        if params is None and self.needs_params:
             raise ValueError(f"{self.name}.update needs params (the current values) for weight decay; "
                              f"call update(grads, state, params)")
         return self.update_fn(dict(grads), state, None if params is None else dict(params))
