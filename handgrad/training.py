@@ -147,23 +147,30 @@ class _Loop:
         # net.loss_and_grads, optimizer.update and apply_updates compute, without re-validating
         # the same arrays at every step (validation was ~3/4 of a step's time on XOR).
         net = self.net
-        cache = net.forward_unchecked(self.params, Xb)
-        loss = float(net._loss_from_cache(cache, Yb))
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run ends in the clear error below
+            cache = net.forward_unchecked(self.params, Xb)
+            loss = float(net._loss_from_cache(cache, Yb))
         if not np.isfinite(loss):
             raise FloatingPointError(
                 f"the loss became {loss} at epoch {epoch}, step {len(self.losses)}: the run diverged "
                 f"(try a smaller learning rate than {self.opt!r})"
             )
-        grads = net.backward_unchecked(self.params, cache, Yb)
-        updates, self.state = self.opt.update_fn(grads, self.state, self.params)
-        self.params = {k: self.params[k] + updates[k] for k in self.params}
+        with np.errstate(over="ignore", invalid="ignore"):
+            grads = net.backward_unchecked(self.params, cache, Yb)
+            updates, self.state = self.opt.update_fn(grads, self.state, self.params)
+            self.params = {k: self.params[k] + updates[k] for k in self.params}
         if self.callback is not None:
             self.callback(Progress(epoch, len(self.losses), loss, Xb.shape[1]))
         self.losses.append(loss)
 
     def full_loss(self, X: np.ndarray, Y: np.ndarray) -> float:
         """The loss on all samples at the current params (what ``net.loss_value`` computes)."""
-        return float(self.net._loss_from_cache(self.net.forward_unchecked(self.params, X), Y))
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss = float(self.net._loss_from_cache(self.net.forward_unchecked(self.params, X), Y))
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the loss on all samples became {loss} after {len(self.losses)} steps: "
+                                     f"the run diverged (try a smaller learning rate than {self.opt!r})")
+        return loss
 
     def result(self, epoch_losses: list[float]) -> TrainResult:
         return TrainResult(self.params, np.asarray(self.losses, dtype=np.float64),
