@@ -1,0 +1,398 @@
+r"""The referee: compare any gradient provider with the oracles, tensor by tensor, element by element.
+
+Sources. ``hand`` is the provider under test (handgrad's backward, or a user's
+``backward(params, X, Y) -> grads``). The references are independent of it:
+
+* ``SymPy``: closed forms of :math:`\partial L/\partial w_{ij}^{(l)}` from differentiating the
+  composite loss (:mod:`reference.sympy_oracle`), for networks up to its size limit;
+* ``JAX``: ``jax.grad`` of an independent ``jax.numpy`` forward (:mod:`reference.jax_oracle`);
+* ``finite differences``: central or complex-step differences of a third forward
+  (:mod:`reference.finite_diff`), with their own error estimates.
+
+Procedure (shape before values, forward before backward):
+
+1. The provider's output is checked for type, keys, shapes and finiteness; a wrong shape or a
+   missing key is reported in words, never as a numpy traceback.
+2. The error budget of every element is derived (:mod:`reference.tolerance`).
+3. The oracles are cross-checked *among themselves* first (SymPy vs JAX, finite differences vs
+   JAX). If they disagree, the case is ``inconclusive`` and the report says which oracle pair
+   disagreed: the hand code is never blamed for an oracle's failure.
+4. The hand gradient is compared with each reference: |hand - ref| <= budget, where the budget
+   is :math:`(u_{hand} + u_{64}) K M` for SymPy and JAX, and :math:`u_{hand} K M` + the
+   finite-difference error estimate for finite differences. Where the finite-difference
+   perturbation crossed a kink, the hand value must equal the left one-sided quotient (the kink
+   convention) or lie between the two one-sided quotients (a kink inside the step).
+5. A kinked unit whose computed pre-activation may fall on either side of its kink in the hand
+   dtype makes the case ``inconclusive`` (not a failure): the suite's strategies skip such draws.
+
+Verdicts: ``certified`` (``ok``), ``mismatch`` (a bug: the report names the pair, the tensor, the
+element in article notation, every source's value), ``inconclusive`` and ``error`` (the provider
+raised or returned malformed output -- reported as a failure, with the reason).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from handgrad import Network, Params
+
+from ._inputs import element_name
+from .tolerance import DEFAULT_POLICY, Budget, TolerancePolicy, error_budget, unit_roundoff
+
+__all__ = [
+    "ORACLES",
+    "GradsStructureError",
+    "Mismatch",
+    "Report",
+    "TensorCheck",
+    "check_grads_structure",
+    "referee",
+]
+
+ORACLES = ("sympy", "jax", "fd")
+_LABEL = {"sympy": "SymPy", "jax": "JAX", "fd": "finite differences", "hand": "hand"}
+
+Backward = Callable[[Params, np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
+
+
+class GradsStructureError(ValueError):
+    """The provider's gradients have the wrong type, keys, shapes or dtype."""
+
+
+@dataclass
+class TensorCheck:
+    """One comparison pair on one parameter tensor."""
+
+    pair: str
+    tensor: str
+    max_abs: float
+    max_rel: float
+    ratio: float
+    worst: str
+    ok: bool
+    n_bad: int = 0
+
+
+@dataclass
+class Mismatch:
+    """The worst element of a failing tensor, with every source's value there."""
+
+    pair: str
+    tensor: str
+    index: tuple[int, ...]
+    element: str
+    values: dict[str, float]
+    budget: float
+    ratio: float
+    n_bad: int
+
+    def sentence(self) -> str:
+        vals = ", ".join(f"{k} = {v:.17g}" for k, v in self.values.items())
+        return (f"{self.pair} disagree on dL/d{self.element} ({self.tensor}[{', '.join(map(str, self.index))}]): "
+                f"{vals}; |difference| is {self.ratio:.3g} x its budget {self.budget:.3g}"
+                f" ({self.n_bad} element{'s' if self.n_bad != 1 else ''} of {self.tensor} over budget)")
+
+
+@dataclass
+class Report:
+    """The referee's verdict on one case. ``ok`` is True only for ``certified``."""
+
+    architecture: str
+    dtype: str
+    m: int
+    verdict: str
+    checks: list[TensorCheck] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    reproduce: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "certified"
+
+    def tensors(self) -> list[str]:
+        seen: list[str] = []
+        for c in self.checks:
+            if c.tensor not in seen:
+                seen.append(c.tensor)
+        return seen
+
+    def per_tensor(self) -> dict[str, dict[str, float]]:
+        """Per tensor: max abs and relative error and the worst error-to-budget ratio over pairs."""
+        out: dict[str, dict[str, float]] = {}
+        for c in self.checks:
+            if not c.pair.startswith("hand"):
+                continue
+            d = out.setdefault(c.tensor, {"max_abs": 0.0, "max_rel": 0.0, "ratio": 0.0})
+            d["max_abs"] = max(d["max_abs"], c.max_abs)
+            d["max_rel"] = max(d["max_rel"], c.max_rel)
+            d["ratio"] = max(d["ratio"], c.ratio)
+        return out
+
+    def text(self) -> str:
+        lines = [f"{self.verdict.upper()}: {self.architecture}, {self.dtype}, batch m = {self.m}"]
+        for mm in self.mismatches:
+            lines.append("  error: " + mm.sentence())
+        for n in self.notes:
+            lines.append("  note: " + n)
+        if self.checks:
+            lines.append(f"  {'tensor':<7}{'pair':<28}{'max abs err':>13}{'max rel err':>13}{'err/budget':>12}")
+            for c in self.checks:
+                flag = "" if c.ok else "  <-- " + c.worst
+                lines.append(f"  {c.tensor:<7}{c.pair:<28}{c.max_abs:>13.3e}{c.max_rel:>13.3e}{c.ratio:>12.3g}{flag}")
+        if self.reproduce:
+            lines.append("  reproduce: " + self.reproduce)
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        lines = [f"### {self.verdict}: `{self.architecture}`, {self.dtype}, m = {self.m}", ""]
+        for mm in self.mismatches:
+            lines.append(f"- **error**: {mm.sentence()}")
+        for n in self.notes:
+            lines.append(f"- note: {n}")
+        if self.checks:
+            lines += ["", "| tensor | pair | max abs err | max rel err | err / budget | ok |",
+                      "|---|---|---:|---:|---:|---|"]
+            for c in self.checks:
+                lines.append(f"| {c.tensor} | {c.pair} | {c.max_abs:.3e} | {c.max_rel:.3e} | {c.ratio:.3g} | "
+                             f"{'yes' if c.ok else 'NO: ' + c.worst} |")
+        if self.reproduce:
+            lines += ["", f"Reproduce: `{self.reproduce}`"]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return _jsonable(d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, np.generic):
+        return _jsonable(x.item())
+    return x
+
+
+def check_grads_structure(net: Network, grads: object, dtype: np.dtype) -> Params:
+    """Validate a provider's output; raise :class:`GradsStructureError` with a sentence."""
+    if not isinstance(grads, Mapping):
+        raise GradsStructureError(
+            f"backward returned {type(grads).__name__}; expected a dict with keys {net.param_names}")
+    missing = [k for k in net.param_names if k not in grads]
+    extra = [k for k in grads if k not in net.param_names]
+    if missing or extra:
+        parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
+        raise GradsStructureError(f"backward returned grads with {' and '.join(parts)}; "
+                                  f"expected exactly {net.param_names}")
+    out: Params = {}
+    for k, shape in net.param_shapes.items():
+        g = grads[k]
+        if not isinstance(g, np.ndarray):
+            raise GradsStructureError(f"grads[{k!r}] is a {type(g).__name__}; expected a numpy array of shape {shape}")
+        if g.shape != shape:
+            hint = " (transposed?)" if g.shape == shape[::-1] else ""
+            raise GradsStructureError(f"grads[{k!r}] has shape {g.shape}; expected {shape} like params[{k!r}]{hint}")
+        if g.dtype.kind != "f":
+            raise GradsStructureError(f"grads[{k!r}] has dtype {g.dtype}; expected {dtype}")
+        out[k] = g
+    return out
+
+
+def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: np.ndarray,
+             ok_mask: np.ndarray | None = None) -> tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]:
+    hand64 = hand.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(hand64 - ref)
+    diff = np.where(np.isfinite(diff), diff, np.inf)
+    ratio = diff / budget
+    if ok_mask is not None:
+        ratio = np.where(ok_mask, np.minimum(ratio, 1.0), ratio)
+    bad = ratio > 1.0
+    scale = np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape)) if ratio.size else None
+    check = TensorCheck(
+        pair=pair, tensor=tensor,
+        max_abs=float(np.max(diff)) if diff.size else 0.0,
+        max_rel=float(np.max(diff / scale)) if diff.size else 0.0,
+        ratio=float(np.max(ratio)) if ratio.size else 0.0,
+        worst=element_name(tensor, worst) if worst is not None else "",
+        ok=not bool(bad.any()), n_bad=int(bad.sum()),
+    )
+    return check, (worst if bad.any() else None), bad
+
+
+def _run_oracles(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, oracles: Sequence[str],
+                 notes: list[str]) -> tuple[dict[str, Params], Any]:
+    refs: dict[str, Params] = {}
+    fd = None
+    for name in oracles:
+        try:
+            if name == "sympy":
+                from .sympy_oracle import get_sympy_oracle
+
+                oracle = get_sympy_oracle(net)
+                refs["sympy"] = oracle.grads(params, X, Y)
+            elif name == "jax":
+                from .jax_oracle import get_jax_oracle
+
+                refs["jax"] = get_jax_oracle(net).grads(params, X, Y)
+            elif name == "fd":
+                from .finite_diff import fd_grads
+
+                fd = fd_grads(net, params, X, Y)
+                refs["fd"] = fd.grads
+            else:
+                raise ValueError(f"unknown oracle {name!r}; choose from {ORACLES}")
+        except ValueError as exc:
+            if name not in ORACLES:
+                raise
+            notes.append(f"{_LABEL[name]} oracle not used: {exc}")
+        except (ArithmeticError, NotImplementedError) as exc:
+            notes.append(f"{_LABEL[name]} oracle not used: {type(exc).__name__}: {exc}")
+    return refs, fd
+
+
+def referee(
+    net: Network,
+    params: Mapping[str, np.ndarray],
+    X: np.ndarray,
+    Y: np.ndarray,
+    grads: Mapping[str, np.ndarray] | Backward,
+    *,
+    oracles: Sequence[str] = ORACLES,
+    policy: TolerancePolicy = DEFAULT_POLICY,
+    reproduce: str = "",
+    min_oracles: int = 2,
+) -> Report:
+    r"""Referee one case: ``grads`` (or ``backward(params, X, Y)``) against the oracles.
+
+    Args:
+      net: the architecture (sizes, activations, loss, fuse) the gradients claim to be for.
+      params, X, Y: the point; their dtype (float32 or float64) is the hand dtype.
+      grads: a dict ``W1, B1, ...`` of gradients of the mean batch loss, or a backward function
+        called as ``backward(copy_of_params, X.copy(), Y.copy())``.
+      oracles: which references to use (``"sympy"``, ``"jax"``, ``"fd"``). SymPy declines large
+        networks and says so in ``notes``.
+      min_oracles: fewer usable references than this makes the verdict ``inconclusive``.
+      reproduce: a one-line recipe printed in the report.
+    """
+    dtype = net.check_params(params)
+    net._check_batch(params, X, Y)
+    arch, m = net.describe(), X.shape[1]
+    report = Report(arch, str(dtype), m, "certified", reproduce=reproduce)
+
+    if callable(grads):
+        try:
+            out = grads({k: v.copy() for k, v in params.items()}, X.copy(), Y.copy())
+        except Exception as exc:  # the provider's own failure is a finding, not a crash
+            report.verdict = "error"
+            report.notes.append(f"backward raised {type(exc).__name__}: {exc}")
+            return report
+    else:
+        out = grads
+    try:
+        hand = check_grads_structure(net, out, dtype)
+    except GradsStructureError as exc:
+        report.verdict = "error"
+        report.notes.append(str(exc))
+        return report
+
+    budget: Budget = error_budget(net, params, X, Y, policy)
+    if budget.kink_ambiguous(dtype):
+        report.verdict = "inconclusive"
+        report.notes.append(f"a pre-activation is within rounding reach of a kink ({budget.kink_where}); "
+                            "a correct backward may take either branch there")
+        return report
+
+    refs, fd = _run_oracles(net, dict(params), X, Y, oracles, report.notes)
+    if len(refs) < min_oracles:
+        report.verdict = "inconclusive"
+        report.notes.append(f"only {len(refs)} reference(s) available ({', '.join(refs) or 'none'}); "
+                            f"at least {min_oracles} are required")
+        return report
+
+    # 3. Oracles among themselves (both float64).
+    b64 = budget.against(np.float64)
+    cross: list[tuple[str, str]] = [(a, "jax") for a in ("sympy", "fd") if a in refs and "jax" in refs]
+    if "jax" not in refs and {"sympy", "fd"} <= set(refs):
+        cross = [("sympy", "fd")]
+    for a, b in cross:
+        for k in net.param_names:
+            bud = b64[k] + (fd.error[k] if "fd" in (a, b) else 0.0)
+            kink = fd.kink[k] if "fd" in (a, b) else None
+            check, _, _ = _compare(f"{_LABEL[a]} vs {_LABEL[b]}", k, refs[a][k], refs[b][k], bud, kink)
+            report.checks.append(check)
+            if not check.ok:
+                report.verdict = "inconclusive"
+                report.notes.append(f"the oracles disagree: {check.pair} on {check.worst} "
+                                    f"(ratio {check.ratio:.3g}); no verdict on the hand gradient")
+    if report.verdict == "inconclusive":
+        return report
+
+    # 4. Hand vs each reference.
+    against = budget.against(dtype)
+    hand_only = budget.hand_only(dtype)
+    for name, ref in refs.items():
+        for k in net.param_names:
+            if name == "fd":
+                assert fd is not None
+                bud = hand_only[k] + fd.error[k]
+                kink_ok = _kink_bracket(hand[k], fd, k, hand_only[k])
+                check, worst, bad = _compare(f"hand vs {_LABEL[name]}", k, hand[k], ref[k], bud, kink_ok)
+            else:
+                bud = against[k]
+                check, worst, bad = _compare(f"hand vs {_LABEL[name]}", k, hand[k], ref[k], bud)
+            report.checks.append(check)
+            if worst is not None:
+                report.verdict = "mismatch"
+                values = {"hand": float(hand[k][worst])}
+                values.update({_LABEL[o]: float(r[k][worst]) for o, r in refs.items()})
+                report.mismatches.append(Mismatch(
+                    pair=f"hand vs {_LABEL[name]}", tensor=k, index=worst, element=element_name(k, worst),
+                    values=values, budget=float(bud[worst]), ratio=check.ratio, n_bad=int(bad.sum())))
+    # One mismatch line per tensor is enough: keep the first pair's line for each tensor.
+    seen: set[str] = set()
+    unique = []
+    for mm in report.mismatches:
+        if mm.tensor not in seen:
+            seen.add(mm.tensor)
+            unique.append(mm)
+    report.mismatches = unique
+    if "sympy" not in refs and "sympy" in oracles:
+        pass  # the note from _run_oracles already says why
+    _ = unit_roundoff(dtype)
+    return report
+
+
+def _kink_bracket(hand: np.ndarray, fd: Any, k: str, hand_budget: np.ndarray) -> np.ndarray:
+    """Elements where the step crossed a kink and the hand value is the left one-sided quotient
+    (the convention) or lies between the one-sided quotients, each within its error."""
+    kink = fd.kink[k]
+    if not kink.any():
+        return np.zeros_like(kink)
+    h = hand.astype(np.float64)
+    le, re_ = fd.left[k], fd.right[k]
+    lerr, rerr = fd.left_error[k], fd.right_error[k]
+    with np.errstate(invalid="ignore"):
+        equals_left = np.abs(h - le) <= lerr + hand_budget
+        lo = np.minimum(le - lerr, re_ - rerr) - hand_budget
+        hi = np.maximum(le + lerr, re_ + rerr) + hand_budget
+        between = (h >= lo) & (h <= hi)
+    return kink & (equals_left | between)

@@ -1,0 +1,318 @@
+r"""Error budgets: how far a *correct* hand gradient may be from a reference, derived per dtype.
+
+The referee never uses one hidden tolerance. For every element of every gradient tensor it
+computes a budget from a first-order running error bound of backpropagation (Wilkinson-style),
+and a mismatch is declared only when the difference exceeds that budget. The full derivation is
+in ``docs/tolerances.md``; in brief:
+
+*Model.* Every floating-point operation returns the exact result times :math:`(1+\theta)`,
+:math:`|\theta| \le u` (:math:`u = 2^{-53}` in float64, :math:`2^{-24}` in float32); a library
+function (exp, log1p, tanh, erfc) is within :math:`2u` of the exact value of its computed argument;
+a dot product of n terms has absolute error :math:`\le \gamma_n \sum |x_i y_i|`,
+:math:`\gamma_n = nu/(1-nu)`.
+
+*Magnitudes.* Run the article's recurrence on absolute values, with derivatives taken from the
+*definitions* by SymPy (never from the hand code under test):
+
+.. math::
+   M_z^{(l)} = |W^{(l)}|\,(|a^{(l-1)}| + M_a^{(l-1)}) + |B^{(l)}|, \qquad
+   M_a^{(l)} = |f_l'(z^{(l)})|\,M_z^{(l)} + |a^{(l)}|,
+
+   A_\delta^{(L)} = |\delta^{(L)}|, \quad A_g^{(l-1)} = |W^{(l)}|^T A_\delta^{(l)}, \quad
+   A_\delta^{(l-1)} = A_g^{(l-1)} \odot |f'_{l-1}|   \quad (\text{bounds of } |g|, |\delta|),
+
+   M_\delta^{(L)} = |\delta^{(L)}| + |\partial\delta^{(L)}/\partial y|\,|y|
+                    + |\partial\delta^{(L)}/\partial z^{(L)}|\,M_z^{(L)},
+
+   M_g^{(l-1)} = |W^{(l)}|^T M_\delta^{(l)}, \qquad
+   M_\delta^{(l-1)} = M_g^{(l-1)} \odot |f'(z)| + A_g^{(l-1)} \odot |f''(z)| \odot M_z^{(l-1)},
+
+   M_{W^{(l)}} = M_\delta^{(l)} |a^{(l-1)}|^T + A_\delta^{(l)} M_a^{(l-1)T}, \qquad
+   M_{B^{(l)}} = M_\delta^{(l)} \mathbf 1_m .
+
+Each line bounds, in units of :math:`K u`, the absolute error that a correct implementation can
+accumulate in that quantity: the :math:`|f''| M_z` term is the forward error of z moving the
+derivative, :math:`|\partial\delta/\partial y||y|` the cancellation in :math:`\hat y - y`.
+
+*Path constant.* :math:`K = 2\,(\sum_{l=0}^{L} n_l + m + c\,(L+1))` with :math:`c = 10`
+elementary operations per layer (activation, derivative, product, library calls at :math:`2u`):
+every elementary error along the longest dependency path is at most :math:`u` times a term that
+the magnitudes above dominate; the factor 2 covers :math:`\gamma_n/(nu) \le 2` and second-order
+terms (:math:`Ku \le 10^{-10}` in float64, :math:`< 10^{-3}` in float32 for the sizes we draw).
+
+*Budget of a comparison.* Hand (dtype d) vs a float64 reference:
+:math:`(u_d + u_{64}) K M + \text{floor}`, with floor :math:`= K \cdot` the dtype's smallest
+normal number (underflow). Hand vs finite differences: :math:`u_d K M +` the finite-difference
+error estimate. The ratio |difference| / budget is reported; a ratio above 1 is a mismatch.
+
+*Why this catches float32 leaking into float64.* A float64 backward that rounds any
+intermediate to float32 makes an error of about :math:`2^{-24}` times that intermediate, i.e.
+:math:`2^{29}/K \approx 10^{6}` times its float64 budget for the sizes drawn here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from handgrad import NUMPY_OPS, Activation, Network, Params
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "UNIT_ROUNDOFF",
+    "Budget",
+    "TolerancePolicy",
+    "error_budget",
+    "unit_roundoff",
+]
+
+UNIT_ROUNDOFF: dict[np.dtype, float] = {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24}
+
+
+def unit_roundoff(dtype: Any) -> float:
+    """u for float32 / float64 (``ValueError`` otherwise)."""
+    dt = np.dtype(dtype)
+    if dt not in UNIT_ROUNDOFF:
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    return UNIT_ROUNDOFF[dt]
+
+
+@dataclass(frozen=True)
+class TolerancePolicy:
+    """The constants of the budget, overridable by callers (see the module docstring).
+
+    Args:
+      ops_per_layer: c, elementary operations per layer counted in K.
+      safety: the factor in front of K.
+      kink_margin: a kinked unit whose pre-activation lies within ``kink_margin`` times its own
+        error bound of the kink is *ambiguous* (a correct float32 backward may take the other
+        branch); the referee reports such cases as inconclusive instead of guessing.
+    """
+
+    ops_per_layer: int = 10
+    safety: float = 2.0
+    kink_margin: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.ops_per_layer < 1:
+            raise ValueError(f"ops_per_layer must be >= 1, got {self.ops_per_layer}")
+        if not self.safety >= 1:
+            raise ValueError(f"safety must be >= 1, got {self.safety}")
+        if not self.kink_margin >= 1:
+            raise ValueError(f"kink_margin must be >= 1, got {self.kink_margin}")
+
+    def path_constant(self, sizes: tuple[int, ...], m: int) -> float:
+        """K = safety * (sum of widths + m + c (L + 1))."""
+        return self.safety * (sum(sizes) + m + self.ops_per_layer * len(sizes))
+
+
+DEFAULT_POLICY = TolerancePolicy()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Magnitudes (units of K u) for every parameter, plus what the kink check needs.
+
+    ``magnitude[name]`` has the parameter's shape; ``K`` the path constant; ``kink_distance`` the
+    smallest distance of a kinked pre-activation from its kink in units of its own error bound
+    :math:`K M_z` (inf when no unit has a kink), and ``kink_where`` names that unit.
+    """
+
+    magnitude: dict[str, np.ndarray]
+    forward_magnitude: np.ndarray
+    K: float
+    kink_distance: float
+    kink_where: str
+    policy: TolerancePolicy = DEFAULT_POLICY
+
+    def kink_ambiguous(self, dtype_hand: Any) -> bool:
+        """True when a correct backward in ``dtype_hand`` could land on the other side of a kink."""
+        return self.kink_distance <= self.policy.kink_margin * (unit_roundoff(dtype_hand) + 2.0**-53)
+
+    def against(self, dtype_hand: Any, dtype_ref: Any = np.float64) -> dict[str, np.ndarray]:
+        """Budget of hand (``dtype_hand``) vs a reference computed in ``dtype_ref``."""
+        scale = (unit_roundoff(dtype_hand) + unit_roundoff(dtype_ref)) * self.K
+        floor = self.K * float(np.finfo(np.dtype(dtype_hand)).tiny)
+        return {k: scale * v + floor for k, v in self.magnitude.items()}
+
+    def hand_only(self, dtype_hand: Any) -> dict[str, np.ndarray]:
+        """The hand side's share alone (added to a finite-difference error estimate)."""
+        scale = unit_roundoff(dtype_hand) * self.K
+        floor = self.K * float(np.finfo(np.dtype(dtype_hand)).tiny)
+        return {k: scale * v + floor for k, v in self.magnitude.items()}
+
+    def forward_budget(self, dtype_hand: Any, dtype_ref: Any = np.float64) -> np.ndarray:
+        scale = (unit_roundoff(dtype_hand) + unit_roundoff(dtype_ref)) * self.K
+        return scale * self.forward_magnitude + self.K * float(np.finfo(np.dtype(dtype_hand)).tiny)
+
+
+# ---------------------------------------------------------------------------------------------
+# Derivatives of the *definitions*, derived by SymPy once per activation (never the hand code).
+# ---------------------------------------------------------------------------------------------
+
+_ERF = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _lambdify(sym: Any, expr: Any) -> Callable[[np.ndarray], np.ndarray]:
+    import sympy as sp
+
+    f = sp.lambdify(sym, expr, modules=[{"erf": _ERF}, "numpy"])
+
+    def g(z: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            out = np.broadcast_to(np.asarray(f(z), dtype=np.float64), z.shape)
+        # Overflowing intermediate forms (exp(-z)^2 for z << 0) only occur where the true
+        # derivative underflows to 0 or is bounded; a magnitude can safely take 0 / clip there.
+        return np.nan_to_num(np.abs(out), nan=0.0, posinf=1e300)
+
+    return g
+
+
+@lru_cache(maxsize=256)
+def _elementwise_derivatives(act: Activation) -> tuple[Callable, Callable]:
+    """(|f'|, |f''|) as numpy functions, SymPy-derived from ``act.definition``."""
+    import sympy as sp
+
+    from .ops import SYMPY_OPS
+
+    t = sp.Symbol("t", real=True)
+    f = act.definition(t, SYMPY_OPS)
+    d1 = sp.diff(f, t)
+    d2 = sp.diff(d1, t)
+    return _lambdify(t, d1), _lambdify(t, d2)
+
+
+@lru_cache(maxsize=256)
+def _output_sensitivities(act: Activation, loss_name: str, loss_def: Any, fused_def: Any,
+                          n: int) -> tuple[Callable, Callable, Callable]:
+    r"""Per-sample :math:`\delta = \partial\ell/\partial z^{(L)}`, :math:`|\partial\delta/\partial z|`
+    and :math:`|\partial\delta/\partial y|` for the last layer, SymPy-derived from the definitions."""
+    import sympy as sp
+
+    from .ops import SYMPY_OPS
+
+    z = sp.symbols(f"z1:{n + 1}", real=True)
+    y = sp.symbols(f"y1:{n + 1}", real=True)
+    zc = np.array([[s] for s in z], dtype=object)
+    yc = np.array([[s] for s in y], dtype=object)
+    if fused_def is not None:
+        ell = fused_def(zc, yc, SYMPY_OPS)
+    else:
+        ell = loss_def(act.definition(zc, SYMPY_OPS), yc, SYMPY_OPS)
+    ell = sp.sympify(np.asarray(ell).reshape(-1)[0])
+    delta = [sp.diff(ell, zi) for zi in z]
+    hz = [[sp.diff(d, zj) for zj in z] for d in delta]
+    hy = [[sp.diff(d, yj) for yj in y] for d in delta]
+    args = (*z, *y)
+    fd = sp.lambdify(args, delta, modules=[{"erf": _ERF}, "numpy"])
+    fz = sp.lambdify(args, hz, modules=[{"erf": _ERF}, "numpy"])
+    fy = sp.lambdify(args, hy, modules=[{"erf": _ERF}, "numpy"])
+    return fd, fz, fy
+
+
+def _eval_rows(f: Callable, Z: np.ndarray, Y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        out = f(*Z, *Y)
+    arr = np.array([[np.broadcast_to(np.asarray(c, dtype=np.float64), (Z.shape[1],)) for c in row]
+                    for row in out]) if isinstance(out[0], list) else \
+        np.array([np.broadcast_to(np.asarray(c, dtype=np.float64), (Z.shape[1],)) for c in out])
+    return np.nan_to_num(np.abs(arr).reshape(shape), nan=0.0, posinf=1e300)
+
+
+def _abs_jt(a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """|J|^T g for a softmax-like Jacobian, :math:`|J_{ij}| \\le a_i(\\delta_{ij} + a_j)`."""
+    return a * (g + np.sum(a * g, axis=0, keepdims=True))
+
+
+def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
+                 policy: TolerancePolicy = DEFAULT_POLICY) -> Budget:
+    """Magnitudes for every gradient element of ``net`` at (params, X, Y); see the module docstring.
+
+    All arithmetic here is float64 on float64 copies of the inputs; derivatives come from SymPy
+    differentiating the shared definitions.
+    """
+    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    L, m = net.depth, X.shape[1]
+    K = policy.path_constant(net.sizes, m)
+
+    # Forward: values and error magnitudes.
+    zs, acts, Mz, Ma = [], [X], [], [np.zeros_like(X)]
+    f1s: list[np.ndarray | None] = []
+    f2s: list[np.ndarray | None] = []
+    kink_distance, kink_where = math.inf, ""
+    for l, act in enumerate(net.activations, start=1):
+        W, B = p[f"W{l}"], p[f"B{l}"]
+        z = W @ acts[-1] + B
+        mz = np.abs(W) @ (np.abs(acts[-1]) + Ma[-1]) + np.abs(B)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+            a = np.asarray(act.definition(z, NUMPY_OPS), dtype=np.float64)
+        if act.elementwise:
+            d1, d2 = _elementwise_derivatives(act)
+            f1, f2 = d1(z), d2(z)
+            ma = f1 * mz + np.abs(a)
+        else:
+            # Vector-valued (softmax-like): |J| <= a_i (delta_ij + a_j) column by column.
+            f1 = f2 = None
+            ma = np.abs(a) * (mz + np.sum(np.abs(a) * mz, axis=0, keepdims=True)) + np.abs(a)
+        for k in act.kinks:
+            # Distance of each kinked pre-activation from the kink, in units of its error bound.
+            # mz == 0 means every term of z is exactly 0: z is exact and cannot cross.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dist = np.where(mz > 0, np.abs(z - k) / (K * mz), np.inf)
+            if dist.size and float(dist.min()) < kink_distance:
+                i, s = (int(v) for v in np.unravel_index(int(np.argmin(dist)), dist.shape))
+                kink_distance = float(dist.min())
+                kink_where = (f"layer {l} unit {i + 1} sample {s + 1}: z = {z[i, s]:.3g}, kink at {k:g}")
+        zs.append(z)
+        acts.append(a)
+        Mz.append(mz)
+        Ma.append(ma)
+        f1s.append(f1)
+        f2s.append(f2)
+
+    # Output delta and its sensitivities (per sample; the mean's 1/m applied after).
+    rule = net.fused_rule
+    n_out = net.sizes[-1]
+    fd, fz, fy = _output_sensitivities(net.activations[-1], net.loss.name, net.loss.definition,
+                                       rule.definition if rule is not None else None, n_out)
+    zL = zs[-1]
+    delta = _eval_rows(fd, zL, Y, (n_out, m)) / m
+    Hz = _eval_rows(fz, zL, Y, (n_out, n_out, m)) / m
+    Hy = _eval_rows(fy, zL, Y, (n_out, n_out, m)) / m
+    A_delta = delta
+    M_delta = delta + np.einsum("ijs,js->is", Hy, np.abs(Y)) + np.einsum("ijs,js->is", Hz, Mz[-1])
+
+    magnitude: dict[str, np.ndarray] = {}
+    for l in range(L, 0, -1):
+        a_prev, ma_prev = np.abs(acts[l - 1]), Ma[l - 1]
+        magnitude[f"W{l}"] = M_delta @ a_prev.T + A_delta @ ma_prev.T
+        magnitude[f"B{l}"] = np.sum(M_delta, axis=1, keepdims=True)
+        if l > 1:
+            absW = np.abs(p[f"W{l}"])
+            A_g, M_g = absW.T @ A_delta, absW.T @ M_delta
+            act = net.activations[l - 2]
+            if act.elementwise:
+                f1, f2 = f1s[l - 2], f2s[l - 2]
+                assert f1 is not None and f2 is not None
+                A_delta = A_g * f1
+                M_delta = M_g * f1 + A_g * f2 * Mz[l - 2]
+            else:
+                a = np.abs(acts[l - 1])
+                A_delta = _abs_jt(a, A_g)
+                # Second-order term: d(J)/dz is bounded by 3|J| entrywise per unit change of z.
+                M_delta = _abs_jt(a, M_g) + 3 * _abs_jt(a, A_g) * np.max(Mz[l - 2], axis=0, keepdims=True)
+    ordered = {k: magnitude[k] for k in net.param_names}
+    return Budget(ordered, Ma[-1], K, kink_distance, kink_where, policy)
+
+
+def budgets_for(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, dtype: Any,
+                policy: TolerancePolicy = DEFAULT_POLICY) -> dict[str, np.ndarray]:
+    """Convenience: hand (``dtype``) vs float64 reference budgets."""
+    return error_budget(net, params, X, Y, policy).against(dtype)
