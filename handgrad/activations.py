@@ -8,7 +8,7 @@ An :class:`Activation` holds three things:
 
 ``definition(z, ops)``
     The mathematical formula, written once against a small namespace ``ops`` (``exp``, ``log``,
-    ``log1p``, ``tanh``, ``erf``, ``where``, ``colsum``...). It is the *shared definition*: the
+    ``log1p``, ``tanh``, ``erf``, ``erfc``, ``where``, ``colsum``...). It is the *shared definition*: the
     independent oracles in ``reference/`` evaluate it with ``jax.numpy`` and SymPy and
     differentiate it themselves. handgrad never differentiates it.
 ``forward(z)``
@@ -58,6 +58,7 @@ class Ops(Protocol):
     def expm1(self, x: Any) -> Any: ...
     def tanh(self, x: Any) -> Any: ...
     def erf(self, x: Any) -> Any: ...
+    def erfc(self, x: Any) -> Any: ...
     def sqrt(self, x: Any) -> Any: ...
     def where(self, cond: Any, x: Any, y: Any) -> Any: ...
     def colsum(self, x: Any) -> Any: ...
@@ -102,6 +103,7 @@ class _NumpyOps:
     tanh = staticmethod(np.tanh)
     sqrt = staticmethod(np.sqrt)
     erf = staticmethod(_erf)
+    erfc = staticmethod(lambda x: _erfc(np.asarray(x)))
     where = staticmethod(np.where)
 
     @staticmethod
@@ -370,8 +372,10 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def _gelu_def(z: Any, ops: Ops) -> Any:
-    r"""GELU, exact: :math:`f(z) = z\,\Phi(z) = \tfrac{z}{2}(1 + \operatorname{erf}(z/\sqrt 2))`."""
-    return z * (1 + ops.erf(z / ops.sqrt(2))) / 2
+    r"""GELU, exact: :math:`f(z) = z\,\Phi(z) = \tfrac{z}{2}\operatorname{erfc}(-z/\sqrt 2)`
+    (:math:`= \tfrac z2(1 + \operatorname{erf}(z/\sqrt 2))`; the erfc form keeps the oracles that
+    evaluate this definition in float64 accurate for very negative z)."""
+    return z * ops.erfc(-z / ops.sqrt(2)) / 2
 
 
 def _gelu_forward(z: np.ndarray) -> np.ndarray:

@@ -214,7 +214,8 @@ def _ce_grad(p: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _logits_ce_def(z: Any, y: Any, ops: Ops) -> Any:
-    r""":math:`\ell = (\sum_k y_k)\log\sum_k e^{z_k} - \sum_k y_k z_k` (= :math:`-\sum_k y_k\log\operatorname{softmax}(z)_k`)."""
+    r""":math:`\ell = (\sum_k y_k)\log\sum_k e^{z_k} - \sum_k y_k z_k`
+    (= :math:`-\sum_k y_k\log\operatorname{softmax}(z)_k`)."""
     return ops.colsum(y) * ops.log(ops.colsum(ops.exp(z))) - ops.colsum(y * z)
 
 

@@ -172,7 +172,8 @@ class Network:
         Draws happen in the order W1, B1, W2, B2, ...
         """
         if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+            raise TypeError(
+                f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
         dt = _check_dtype(dtype)
         params: Params = {}
         for name, shape in self.param_shapes.items():

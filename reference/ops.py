@@ -46,6 +46,7 @@ class SympyOps:
         self.expm1 = _lift(lambda x: sp.exp(x) - 1)
         self.tanh = _lift(sp.tanh)
         self.erf = _lift(sp.erf)
+        self.erfc = _lift(sp.erfc)
         self.sqrt = _lift(sp.sqrt)
         self._where = np.frompyfunc(lambda c, x, y: sp.Piecewise((x, c), (y, True)), 3, 1)
 
@@ -75,7 +76,7 @@ class _JaxOps:
         import jax.scipy.special as jsp
 
         self.exp, self.log, self.log1p, self.expm1 = jnp.exp, jnp.log, jnp.log1p, jnp.expm1
-        self.tanh, self.sqrt, self.where, self.erf = jnp.tanh, jnp.sqrt, jnp.where, jsp.erf
+        self.tanh, self.sqrt, self.where, self.erf, self.erfc = jnp.tanh, jnp.sqrt, jnp.where, jsp.erf, jsp.erfc
         self._jnp = jnp
 
     def colsum(self, x: Any) -> Any:

@@ -225,7 +225,9 @@ def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: 
     if ok_mask is not None:
         ratio = np.where(ok_mask, np.minimum(ratio, 1.0), ratio)
     bad = ratio > 1.0
-    scale = np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
+    # Relative error as the symmetric relative difference |h - r| / max(|h|, |r|): in [0, 2], and
+    # defined (not 1e300) where the reference is exactly 0.
+    scale = np.maximum(np.maximum(np.abs(ref), np.abs(hand64)), np.finfo(np.float64).tiny)
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape)) if ratio.size else None
     check = TensorCheck(
         pair=pair, tensor=tensor,

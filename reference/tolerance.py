@@ -25,10 +25,20 @@ a dot product of n terms has absolute error :math:`\le \gamma_n \sum |x_i y_i|`,
                     + |\partial\delta^{(L)}/\partial z^{(L)}|\,M_z^{(L)},
 
    M_g^{(l-1)} = |W^{(l)}|^T M_\delta^{(l)}, \qquad
-   M_\delta^{(l-1)} = M_g^{(l-1)} \odot |f'(z)| + A_g^{(l-1)} \odot |f''(z)| \odot M_z^{(l-1)},
+   M_\delta^{(l-1)} = M_g^{(l-1)} \odot \max(|f'(z)|, 1) + A_g^{(l-1)} \odot |f''(z)| \odot M_z^{(l-1)},
 
    M_{W^{(l)}} = M_\delta^{(l)} |a^{(l-1)}|^T + A_\delta^{(l)} M_a^{(l-1)T}, \qquad
    M_{B^{(l)}} = M_\delta^{(l)} \mathbf 1_m .
+
+The :math:`\max(|f'|, 1)` admits an *absolute* error of order u in each computed derivative: the
+textbook formulas :math:`a(1-a)`, :math:`1-a^2`, :math:`(1+\operatorname{erf}(z/\sqrt2))/2` (and
+JAX's own rule for tanh) lose all relative accuracy once :math:`f'(z) < u`, which is float
+rounding, not a bug. The price: a derivative that is wrong only where :math:`|f'| \lesssim Ku`
+(e.g. clipped to 0 beyond :math:`|z| \approx 30` for sigmoid) is indistinguishable from rounding
+and is not flagged; clipping anywhere :math:`f'` is larger is. The output layer gets the same
+allowance: :math:`M_\delta^{(L)} \mathrel{+}= |\partial\ell/\partial a|\max(|f'|, 1)/m` when
+unfused, and the operands :math:`|a^{(L)}| + |y|` of the final difference enter through
+:math:`|\partial\delta/\partial y|`.
 
 Each line bounds, in units of :math:`K u`, the absolute error that a correct implementation can
 accumulate in that quantity: the :math:`|f''| M_z` term is the forward error of z moving the
@@ -156,12 +166,13 @@ class Budget:
 # ---------------------------------------------------------------------------------------------
 
 _ERF = np.vectorize(math.erf, otypes=[np.float64])
+_MODULES = {"erf": _ERF, "erfc": np.vectorize(math.erfc, otypes=[np.float64])}
 
 
 def _lambdify(sym: Any, expr: Any) -> Callable[[np.ndarray], np.ndarray]:
     import sympy as sp
 
-    f = sp.lambdify(sym, expr, modules=[{"erf": _ERF}, "numpy"])
+    f = sp.lambdify(sym, expr, modules=[_MODULES, "numpy"])
 
     def g(z: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
@@ -189,7 +200,7 @@ def _elementwise_derivatives(act: Activation) -> tuple[Callable, Callable]:
 
 @lru_cache(maxsize=256)
 def _output_sensitivities(act: Activation, loss_name: str, loss_def: Any, fused_def: Any,
-                          n: int) -> tuple[Callable, Callable, Callable]:
+                          n: int) -> tuple[Callable, Callable, Callable, Callable | None]:
     r"""Per-sample :math:`\delta = \partial\ell/\partial z^{(L)}`, :math:`|\partial\delta/\partial z|`
     and :math:`|\partial\delta/\partial y|` for the last layer, SymPy-derived from the definitions."""
     import sympy as sp
@@ -209,10 +220,16 @@ def _output_sensitivities(act: Activation, loss_name: str, loss_def: Any, fused_
     hz = [[sp.diff(d, zj) for zj in z] for d in delta]
     hy = [[sp.diff(d, yj) for yj in y] for d in delta]
     args = (*z, *y)
-    fd = sp.lambdify(args, delta, modules=[{"erf": _ERF}, "numpy"])
-    fz = sp.lambdify(args, hz, modules=[{"erf": _ERF}, "numpy"])
-    fy = sp.lambdify(args, hy, modules=[{"erf": _ERF}, "numpy"])
-    return fd, fz, fy
+    fd = sp.lambdify(args, delta, modules=[_MODULES, "numpy"])
+    fz = sp.lambdify(args, hz, modules=[_MODULES, "numpy"])
+    fy = sp.lambdify(args, hy, modules=[_MODULES, "numpy"])
+    fa = None
+    if fused_def is None:
+        # dl/da at a = f(z): the loss gradient the activation's derivative multiplies.
+        p = sp.symbols(f"p1:{n + 1}", real=True)
+        ell_a = sp.sympify(np.asarray(loss_def(np.array([[s] for s in p], dtype=object), yc, SYMPY_OPS)).reshape(-1)[0])
+        fa = sp.lambdify((*p, *y), [sp.diff(ell_a, pi) for pi in p], modules=[_MODULES, "numpy"])
+    return fd, fz, fy, fa
 
 
 def _eval_rows(f: Callable, Z: np.ndarray, Y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -280,14 +297,20 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     # Output delta and its sensitivities (per sample; the mean's 1/m applied after).
     rule = net.fused_rule
     n_out = net.sizes[-1]
-    fd, fz, fy = _output_sensitivities(net.activations[-1], net.loss.name, net.loss.definition,
+    fd, fz, fy, fa = _output_sensitivities(net.activations[-1], net.loss.name, net.loss.definition,
                                        rule.definition if rule is not None else None, n_out)
     zL = zs[-1]
     delta = _eval_rows(fd, zL, Y, (n_out, m)) / m
     Hz = _eval_rows(fz, zL, Y, (n_out, n_out, m)) / m
     Hy = _eval_rows(fy, zL, Y, (n_out, n_out, m)) / m
     A_delta = delta
-    M_delta = delta + np.einsum("ijs,js->is", Hy, np.abs(Y)) + np.einsum("ijs,js->is", Hz, Mz[-1])
+    aL = np.abs(acts[-1])
+    M_delta = (delta + np.einsum("ijs,js->is", Hy, np.abs(Y) + aL) + np.einsum("ijs,js->is", Hz, Mz[-1]))
+    if fa is not None:
+        # Unfused: delta = (dl/da) f'(z), with f' computed to absolute accuracy ~u (see above).
+        ga = _eval_rows(fa, acts[-1], Y, (n_out, m)) / m
+        last = net.activations[-1]
+        M_delta = M_delta + (ga * np.maximum(f1s[-1], 1.0) if last.elementwise else _abs_jt(aL, ga))
 
     magnitude: dict[str, np.ndarray] = {}
     for l in range(L, 0, -1):
@@ -302,7 +325,7 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
                 f1, f2 = f1s[l - 2], f2s[l - 2]
                 assert f1 is not None and f2 is not None
                 A_delta = A_g * f1
-                M_delta = M_g * f1 + A_g * f2 * Mz[l - 2]
+                M_delta = M_g * np.maximum(f1, 1.0) + A_g * f2 * Mz[l - 2]
             else:
                 a = np.abs(acts[l - 1])
                 A_delta = _abs_jt(a, A_g)

@@ -1,0 +1,251 @@
+r"""Certify a backward function -- handgrad's or your own -- over many hypothesis-drawn cases.
+
+In your own test suite::
+
+    import numpy as np
+    from reference import certify_backward
+
+    def my_backward(params, X, Y):          # params: W1, B1, ...; X: (n0, m); Y: (nL, m)
+        ...                                 # your hand-written backprop
+        return {"W1": dW1, "B1": dB1, "W2": dW2, "B2": dB2}
+
+    def test_my_backward():
+        certify_backward(my_backward, (2, 3, 1), ["sigmoid", "sigmoid"], "squared_error")
+
+On failure it raises :class:`CertificationError` (an ``AssertionError``, so pytest shows it as a
+test failure) whose message is the shrunk failing case's report: which pair of sources disagreed,
+which tensor and element in article notation (:math:`w_{12}^{(2)}`), every source's value, the
+budget, and a one-line recipe that rebuilds the exact arrays. With ``raise_on_failure=False`` the
+:class:`Certificate` is returned instead.
+
+The gradients must be those of the *mean* over the batch of the per-sample loss (summed over
+output units), the convention of every oracle here (see ``docs/conventions.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+import handgrad as hg
+
+from .referee import ORACLES, Backward, Report, referee
+from .strategies import SCALES, CaseSpec, build_case
+from .tolerance import DEFAULT_POLICY, TolerancePolicy
+
+__all__ = ["Certificate", "CertificationError", "certify_backward", "certify_network"]
+
+
+class CertificationError(AssertionError):
+    """A backward failed certification; ``.certificate`` and ``.report`` hold the details."""
+
+    def __init__(self, certificate: Certificate) -> None:
+        self.certificate = certificate
+        self.report = certificate.failure
+        super().__init__(certificate.text())
+
+
+@dataclass
+class Certificate:
+    """The outcome of certifying one backward over many cases."""
+
+    subject: str
+    architecture: str
+    dtype: str
+    oracles: tuple[str, ...]
+    cases: int = 0
+    certified: int = 0
+    inconclusive: int = 0
+    per_tensor: dict[str, dict[str, float]] = field(default_factory=dict)
+    failure: Report | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.certified > 0
+
+    def add(self, report: Report) -> None:
+        self.cases += 1
+        if report.verdict == "inconclusive":
+            self.inconclusive += 1
+            return
+        if report.ok:
+            self.certified += 1
+            for k, d in report.per_tensor().items():
+                agg = self.per_tensor.setdefault(k, {"max_abs": 0.0, "max_rel": 0.0, "ratio": 0.0})
+                for key in agg:
+                    agg[key] = max(agg[key], d[key])
+        for n in report.notes:
+            if n not in self.notes and len(self.notes) < 10 and report.ok:
+                self.notes.append(n)
+
+    def text(self) -> str:
+        status = "CERTIFIED" if self.ok else "NOT CERTIFIED"
+        lines = [f"{status}: {self.subject} on {self.architecture}, {self.dtype}",
+                 f"  {self.cases} cases drawn: {self.certified} certified, {self.inconclusive} inconclusive "
+                 f"(skipped), oracles {', '.join(self.oracles)}, {self.seconds:.1f} s"]
+        if self.per_tensor:
+            lines.append(f"  {'tensor':<8}{'max abs err':>13}{'max rel err':>13}{'worst err/budget':>18}")
+            for k, d in self.per_tensor.items():
+                lines.append(f"  {k:<8}{d['max_abs']:>13.3e}{d['max_rel']:>13.3e}{d['ratio']:>18.3g}")
+        for n in self.notes:
+            lines.append("  note: " + n)
+        if self.failure is not None:
+            lines.append("  The smallest failing case hypothesis found:")
+            lines += ["    " + line for line in self.failure.text().splitlines()]
+        elif self.certified == 0:
+            lines.append("  no case could be decided: nothing is certified")
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        status = "certified" if self.ok else "**NOT certified**"
+        lines = [f"## {self.subject}: {status}", "",
+                 f"`{self.architecture}`, {self.dtype}; {self.cases} cases, {self.certified} certified, "
+                 f"{self.inconclusive} inconclusive; oracles: {', '.join(self.oracles)}; {self.seconds:.1f} s", ""]
+        if self.per_tensor:
+            lines += ["| tensor | max abs err | max rel err | worst err / budget |", "|---|---:|---:|---:|"]
+            lines += [f"| {k} | {d['max_abs']:.3e} | {d['max_rel']:.3e} | {d['ratio']:.3g} |"
+                      for k, d in self.per_tensor.items()]
+        for n in self.notes:
+            lines.append(f"- note: {n}")
+        if self.failure is not None:
+            lines += ["", self.failure.markdown()]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subject": self.subject, "architecture": self.architecture, "dtype": self.dtype,
+                "oracles": list(self.oracles), "ok": self.ok, "cases": self.cases,
+                "certified": self.certified, "inconclusive": self.inconclusive,
+                "per_tensor": self.per_tensor, "notes": self.notes, "seconds": self.seconds,
+                "failure": self.failure.to_dict() if self.failure is not None else None}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+class _Failed(Exception):
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        super().__init__(report.text())
+
+
+def _names(activations: Any, depth: int) -> tuple[str, ...]:
+    acts = [activations] * depth if isinstance(activations, str | hg.Activation) else list(activations)
+    if len(acts) != depth:
+        raise ValueError(f"activations has {len(acts)} entries but the architecture has {depth} layers")
+    names = []
+    for a in acts:
+        act = hg.get_activation(a)
+        if act.name not in hg.activation_names() or hg.get_activation(act.name) is not act:
+            raise ValueError(f"activation {act.name!r} is not registered; call handgrad.register_activation first")
+        names.append(act.name)
+    return tuple(names)
+
+
+def certify_backward(
+    backward: Backward,
+    sizes: Sequence[int],
+    activations: str | hg.Activation | Sequence[str | hg.Activation] = "sigmoid",
+    loss: str | hg.Loss = "squared_error",
+    *,
+    fuse: bool = True,
+    dtype: str | type = "float64",
+    examples: int = 30,
+    min_batch: int = 1,
+    max_batch: int = 8,
+    vary_shapes: bool = False,
+    max_width: int = 8,
+    scales: Sequence[str] = tuple(SCALES),
+    oracles: Sequence[str] = ORACLES,
+    seed: int = 0,
+    policy: TolerancePolicy = DEFAULT_POLICY,
+    raise_on_failure: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    subject: str | None = None,
+) -> Certificate:
+    r"""Certify ``backward(params, X, Y) -> grads`` for an architecture over drawn cases.
+
+    Args:
+      backward: the function under test. ``params`` is a dict ``W1, B1, ...`` (``W{l}`` shape
+        ``(n_l, n_{l-1})``, ``B{l}`` shape ``(n_l, 1)``), ``X`` has shape ``(n0, m)``, ``Y`` shape
+        ``(nL, m)``; it returns a dict with the same keys and shapes: the gradients of the mean loss.
+      sizes, activations, loss, fuse: the architecture, as for :class:`handgrad.Network`.
+      dtype: ``"float64"`` or ``"float32"`` (the budget is derived for it).
+      examples: how many cases hypothesis draws (derandomized by ``seed``).
+      min_batch, max_batch: the batch sizes m drawn.
+      vary_shapes: also draw the hidden widths (1..``max_width``); the depth, input and output
+        widths stay as given. Use it when your backward is written for any width.
+      scales: weight scales to draw from (see :mod:`reference.strategies`), saturating included.
+      oracles: the references (``"sympy"``, ``"jax"``, ``"fd"``).
+      seed: hypothesis seed; the same seed replays the same cases.
+      raise_on_failure: raise :class:`CertificationError` with the shrunk failing case's report.
+      progress: called as ``progress(done, total)`` after each case.
+    """
+    if not callable(backward):
+        raise TypeError(f"backward must be callable as backward(params, X, Y), got {type(backward).__name__}")
+    net = hg.Network(sizes, activations, loss, fuse=fuse)  # validates the architecture
+    act_names = _names(activations, net.depth)
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
+        raise ValueError(f"examples must be a positive int, got {examples!r}")
+    for s in scales:
+        if s not in SCALES:
+            raise ValueError(f"unknown scale {s!r}; choose from {list(SCALES)}")
+    dt = str(np.dtype(dtype))
+    cert = Certificate(subject or getattr(backward, "__qualname__", repr(backward)), net.describe(), dt, tuple(oracles))
+
+    if vary_shapes:
+        hidden = st.tuples(*[st.integers(1, max_width) for _ in range(net.depth - 1)])
+        sizes_st = hidden.map(lambda h: (net.sizes[0], *h, net.sizes[-1]))
+    else:
+        sizes_st = st.just(net.sizes)
+    spec_st = st.builds(CaseSpec, sizes_st, st.just(act_names), st.just(net.loss.name), st.just(fuse),
+                        st.integers(min_batch, max_batch), st.sampled_from(list(scales)),
+                        st.integers(0, 2**32 - 1))
+    done = [0]
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+              verbosity=Verbosity.quiet, print_blob=False,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @hypothesis_seed(seed)
+    @given(spec=spec_st)
+    def run(spec: CaseSpec) -> None:
+        case_net, params, X, Y = build_case(spec, dt)
+        report = referee(case_net, params, X, Y, backward, oracles=oracles, policy=policy,
+                         reproduce=spec.reproduce(dt))
+        cert.add(report)
+        done[0] += 1
+        if progress is not None:
+            progress(min(done[0], examples), examples)
+        if report.verdict in ("mismatch", "error"):
+            raise _Failed(report)
+
+    start = time.perf_counter()
+    try:
+        run()
+    except _Failed as exc:
+        cert.failure = exc.report
+    cert.seconds = time.perf_counter() - start
+    if raise_on_failure and not cert.ok:
+        raise CertificationError(cert)
+    return cert
+
+
+def certify_network(net: hg.Network, **kwargs: Any) -> Certificate:
+    """Certify handgrad's own backward for ``net``'s architecture (``net.backward``)."""
+    acts = [a.name for a in net.activations]
+    return certify_backward(net.backward, net.sizes, acts, net.loss.name, fuse=net.fuse,
+                            subject=kwargs.pop("subject", "handgrad backward"), **kwargs)
