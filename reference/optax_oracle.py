@@ -46,7 +46,8 @@ moments are unchanged), and
 :func:`trajectory_tolerance` derives the rounding bound :math:`|w_t - \tilde w_t| \le
 c\,u\,S_t` (:math:`u = 2^{-53}`) that two correct float64 implementations satisfy, and
 :func:`certify_optimizer` checks handgrad against optax with it, step by step, for the params and
-for each step's update (:math:`|u_t - \tilde u_t| \le c\,u\,\bar u_t`).
+for each step's update (:math:`|u_t - \tilde u_t| \le c\,u\,(\bar u_t + \alpha\lambda S_{t-1})`, the
+second term for AdamW's weight decay, which reads params that already differ).
 """
 
 from __future__ import annotations
@@ -354,8 +355,10 @@ def certify_optimizer(opt: Optimizer, params0: Mapping[str, np.ndarray],
     r"""Run ``opt`` (handgrad) and its optax equivalent on the same open-loop gradient sequence.
 
     Checks, for every step t and element: :math:`|w_t - \tilde w_t| \le r S_t` and
-    :math:`|u_t - \tilde u_t| \le r \bar u_t` with :math:`r` = ``rtol`` (default
-    :func:`trajectory_tolerance`). ``params0`` and ``grads`` must be float64.
+    :math:`|u_t - \tilde u_t| \le r (\bar u_t + \alpha\lambda S_{t-1})` with :math:`r` = ``rtol``
+    (default :func:`trajectory_tolerance`); the second term is the parameter discrepancy that
+    weight decay (:math:`\lambda`, AdamW only) feeds into the update. ``params0`` and ``grads``
+    must be float64.
 
     Example:
       >>> import numpy as np, handgrad as hg
@@ -377,8 +380,12 @@ def certify_optimizer(opt: Optimizer, params0: Mapping[str, np.ndarray],
     labels = _labels(oracle.keys, oracle.shapes)
     mismatches: list[Mismatch] = []
     worst = 0.0
+    # An update reads the params (weight decay), which already differ by up to r S_{t-1}: that
+    # difference reaches the update times lr * weight_decay.
+    feedback = opt.hyperparams.get("learning_rate", 0.0) * opt.hyperparams.get("weight_decay", 0.0)
+    update_scale = oracle.magnitude_updates + feedback * oracle.scale[:-1]
     for what, ours, theirs, scale, offset in (("params", P, oracle.params, oracle.scale, 0),
-                                              ("updates", U, oracle.updates, oracle.magnitude_updates, 1)):
+                                              ("updates", U, oracle.updates, update_scale, 1)):
         diff = np.abs(ours - theirs)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(diff == 0, 0.0, diff / scale)
