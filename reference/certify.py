@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Verbosity, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
@@ -205,7 +205,8 @@ def certify_backward(
         if s not in SCALES:
             raise ValueError(f"unknown scale {s!r}; choose from {list(SCALES)}")
     dt = str(np.dtype(dtype))
-    cert = Certificate(subject or getattr(backward, "__qualname__", repr(backward)), net.describe(), dt, tuple(oracles))
+    name = subject or getattr(backward, "__qualname__", None) or type(backward).__name__
+    cert = Certificate(name, net.describe(), dt, tuple(oracles))
 
     if vary_shapes:
         hidden = st.tuples(*[st.integers(1, max_width) for _ in range(net.depth - 1)])
@@ -219,6 +220,9 @@ def certify_backward(
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
               verbosity=Verbosity.quiet, print_blob=False,
+              # No "explain" phase: it re-runs the shrunk case dozens of times to annotate lines
+              # of *our* code; the report already localizes the failure.
+              phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     @hypothesis_seed(seed)
     @given(spec=spec_st)
