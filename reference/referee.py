@@ -215,6 +215,12 @@ def check_grads_structure(net: Network, grads: object, dtype: np.dtype) -> Param
     return out
 
 
+def _name(tensor: str, index: tuple[int, ...]) -> str:
+    if tensor[:1] in ("W", "B") and tensor[1:].isdigit():
+        return element_name(tensor, index)
+    return f"{tensor}[{', '.join(map(str, index))}]"
+
+
 def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: np.ndarray,
              ok_mask: np.ndarray | None = None) -> tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]:
     hand64 = hand.astype(np.float64)
@@ -234,7 +240,7 @@ def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: 
         max_abs=float(np.max(diff)) if diff.size else 0.0,
         max_rel=float(np.max(diff / scale)) if diff.size else 0.0,
         ratio=float(np.max(ratio)) if ratio.size else 0.0,
-        worst=element_name(tensor, worst) if worst is not None else "",
+        worst=_name(tensor, worst) if worst is not None else "",
         ok=not bool(bad.any()), n_bad=int(bad.sum()),
     )
     return check, (worst if bad.any() else None), bad
@@ -398,3 +404,40 @@ def _kink_bracket(hand: np.ndarray, fd: Any, k: str, hand_budget: np.ndarray) ->
         hi = np.maximum(le + lerr, re_ + rerr) + hand_budget
         between = (h >= lo) & (h <= hi)
     return kink & (equals_left | between)
+
+
+def referee_forward(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray,
+                    oracles: Sequence[str] = ("sympy", "jax"),
+                    policy: TolerancePolicy = DEFAULT_POLICY) -> list[TensorCheck]:
+    r"""Forward before backward: handgrad's :math:`\hat y` against each oracle's forward pass.
+
+    The budget is :math:`(u_{hand} + u_{64}) K M_a^{(L)}` from :mod:`reference.tolerance`.
+    Returns one :class:`TensorCheck` per oracle (tensor ``"yhat"``); oracles that decline (SymPy
+    above its size limit) are left out.
+    """
+    dtype = net.check_params(params)
+    yhat = net.predict(params, X)
+    dummy_y = np.zeros((net.sizes[-1], X.shape[1]), dtype=np.float64)
+    if net.loss.target_kind == "distribution":
+        dummy_y[0] = 1.0
+    budget = error_budget(net, params, X, dummy_y, policy).forward_budget(dtype)
+    checks = []
+    for name in oracles:
+        try:
+            if name == "sympy":
+                from .sympy_oracle import get_sympy_oracle
+
+                ref = get_sympy_oracle(net).forward(params, X)
+            elif name == "jax":
+                from .jax_oracle import get_jax_oracle
+
+                ref = get_jax_oracle(net).forward(params, X)
+            else:
+                raise ValueError(f"forward oracles are 'sympy' and 'jax', got {name!r}")
+        except ValueError:
+            if name not in ("sympy", "jax"):
+                raise
+            continue
+        check, _, _ = _compare(f"hand vs {_LABEL[name]}", "yhat", yhat, np.asarray(ref, dtype=np.float64), budget)
+        checks.append(check)
+    return checks
