@@ -364,7 +364,7 @@ def certify_optimizer(opt: Optimizer, params0: Mapping[str, np.ndarray],
       >>> import numpy as np, handgrad as hg
       >>> rng = np.random.default_rng(0)
       >>> p0 = {"W1": rng.standard_normal((2, 3))}
-      >>> gs = [{"W1": rng.standard_normal((2, 3))} for _ in range(50)]
+      >>> gs = [{"W1": rng.standard_normal((2, 3))} for _ in range(60)]
       >>> certify_optimizer(hg.optim.adam(0.1), p0, gs).ok
       True
     """

@@ -457,3 +457,10 @@ def test_minibatch_adam_separates_the_two_class_set():
     res = training.minibatch_gd(net, p, X, Y, optim.adam(0.02), batch_size=20, epochs=60, seed=0)
     accuracy = np.mean((net.predict(res.params, X) > 0.5) == (Y > 0.5))
     assert accuracy >= 0.95 and res.epoch_losses[-1] < 0.3 * res.epoch_losses[0], (accuracy, res.epoch_losses[-1])
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(training, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
