@@ -37,17 +37,18 @@ from .proof_network import (
     ERROR_TARGET,
     MATMUL_CHUNK,
     PRIME,
-    SYMBOLIC_MAX_PARAMS,
+    SYMBOLIC_MAX_COST,
     NetworkProof,
     article_name,
     prove_network,
+    symbolic_cost,
 )
 
 __all__ = [
     "ERROR_TARGET",
     "MATMUL_CHUNK",
     "PRIME",
-    "SYMBOLIC_MAX_PARAMS",
+    "SYMBOLIC_MAX_COST",
     "ULP_BUDGET",
     "ActivationProof",
     "CaseProof",
@@ -62,4 +63,5 @@ __all__ = [
     "prove_layer_rules",
     "prove_loss",
     "prove_network",
+    "symbolic_cost",
 ]
