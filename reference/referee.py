@@ -325,7 +325,7 @@ def referee(
     budget: Budget = error_budget(net, params, X, Y, policy)
     if budget.kink_ambiguous(dtype):
         report.verdict = "inconclusive"
-        report.notes.append(f"a pre-activation is within rounding reach of a kink ({budget.kink_where}); "
+        report.notes.append(f"a pre-activation is within rounding reach of a kink ({budget.kink_where(dtype)}); "
                             "a correct backward may take either branch there")
         return report
 

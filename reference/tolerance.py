@@ -128,21 +128,31 @@ DEFAULT_POLICY = TolerancePolicy()
 class Budget:
     """Magnitudes (units of K u) for every parameter, plus what the kink check needs.
 
-    ``magnitude[name]`` has the parameter's shape; ``K`` the path constant; ``kink_distance`` the
-    smallest distance of a kinked pre-activation from its kink in units of its own error bound
-    :math:`K M_z` (inf when no unit has a kink), and ``kink_where`` names that unit.
+    ``magnitude[name]`` has the parameter's shape; ``K`` the path constant; ``kink_units`` lists,
+    for kinked pre-activations close to their kink, ``(distance, exact_bits, where)``: the distance
+    from the kink in units of the unit's own error bound :math:`K M_z`, and -- for first-layer units
+    whose pre-activation is computed *exactly* in any summation order -- the number of significand
+    bits that exactness needs (None otherwise).
     """
 
     magnitude: dict[str, np.ndarray]
     forward_magnitude: np.ndarray
     K: float
-    kink_distance: float
-    kink_where: str
+    kink_units: list[tuple[float, int | None, str]]
     policy: TolerancePolicy = DEFAULT_POLICY
 
     def kink_ambiguous(self, dtype_hand: Any) -> bool:
         """True when a correct backward in ``dtype_hand`` could land on the other side of a kink."""
-        return self.kink_distance <= self.policy.kink_margin * (unit_roundoff(dtype_hand) + 2.0**-53)
+        return bool(self.kink_where(dtype_hand))
+
+    def kink_where(self, dtype_hand: Any) -> str:
+        """The first ambiguous unit (empty string when there is none)."""
+        limit = self.policy.kink_margin * (unit_roundoff(dtype_hand) + 2.0**-53)
+        bits = np.finfo(np.dtype(dtype_hand)).nmant + 1
+        for dist, exact_bits, where in self.kink_units:
+            if dist <= limit and not (exact_bits is not None and exact_bits <= bits):
+                return where
+        return ""
 
     def against(self, dtype_hand: Any, dtype_ref: Any = np.float64) -> dict[str, np.ndarray]:
         """Budget of hand (``dtype_hand``) vs a reference computed in ``dtype_ref``."""
@@ -241,6 +251,37 @@ def _eval_rows(f: Callable, Z: np.ndarray, Y: np.ndarray, shape: tuple[int, ...]
     return np.nan_to_num(np.abs(arr).reshape(shape), nan=0.0, posinf=1e300)
 
 
+def _exact_bits(w: np.ndarray, x: np.ndarray, b: float, kink: float) -> int | None:
+    r"""Significand bits needed for :math:`z = \sum_j w_j x_j + b` to be computed exactly, in any
+    order, when its exact value is the kink; None when z is not exactly the kink.
+
+    Every product :math:`w_j x_j` and :math:`b` is a multiple of :math:`2^e` (their smallest
+    power-of-two granularity). If each product needs at most p bits and :math:`\sum|t| < 2^{p+e}`,
+    every partial sum in every order is a multiple of :math:`2^e` below :math:`2^{p+e}`: exact in
+    a p-bit format. The returned p is the largest of those requirements.
+    """
+    from fractions import Fraction
+
+    terms = [Fraction(float(a)) * Fraction(float(c)) for a, c in zip(w, x, strict=True)] + [Fraction(float(b))]
+    if sum(terms) != Fraction(kink):
+        return None
+    nonzero = [t for t in terms if t != 0]
+    if not nonzero:
+        return 1
+    e = min((t.denominator.bit_length() - 1) * -1 + _twos(t.numerator) for t in nonzero)
+    bits = 1
+    for t in nonzero:
+        odd = abs(t.numerator) >> _twos(t.numerator)
+        bits = max(bits, odd.bit_length())
+    total = sum(abs(t) for t in nonzero) / Fraction(2) ** e
+    return max(bits, math.ceil(math.log2(float(total) + 1)))
+
+
+def _twos(n: int) -> int:
+    """The exponent of 2 in the integer n (n != 0)."""
+    return (abs(n) & -abs(n)).bit_length() - 1
+
+
 def _abs_jt(a: np.ndarray, g: np.ndarray) -> np.ndarray:
     """|J|^T g for a softmax-like Jacobian, :math:`|J_{ij}| \\le a_i(\\delta_{ij} + a_j)`."""
     return a * (g + np.sum(a * g, axis=0, keepdims=True))
@@ -263,7 +304,7 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     zs, acts, Mz, Ma = [], [X], [], [np.zeros_like(X)]
     f1s: list[np.ndarray | None] = []
     f2s: list[np.ndarray | None] = []
-    kink_distance, kink_where = math.inf, ""
+    kink_units: list[tuple[float, int | None, str]] = []
     for l, act in enumerate(net.activations, start=1):
         W, B = p[f"W{l}"], p[f"B{l}"]
         z = W @ acts[-1] + B
@@ -283,10 +324,11 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
             # mz == 0 means every term of z is exactly 0: z is exact and cannot cross.
             with np.errstate(divide="ignore", invalid="ignore"):
                 dist = np.where(mz > 0, np.abs(z - k) / (K * mz), np.inf)
-            if dist.size and float(dist.min()) < kink_distance:
-                i, s = (int(v) for v in np.unravel_index(int(np.argmin(dist)), dist.shape))
-                kink_distance = float(dist.min())
-                kink_where = (f"layer {l} unit {i + 1} sample {s + 1}: z = {z[i, s]:.3g}, kink at {k:g}")
+            # Units far from the kink (beyond float32's reach) are never ambiguous.
+            for i, s in np.argwhere(dist <= 4 * policy.kink_margin * 2.0**-23):
+                exact = _exact_bits(p[f"W{l}"][i], X[:, s], p[f"B{l}"][i, 0], k) if l == 1 else None
+                kink_units.append((float(dist[i, s]), exact,
+                                   f"layer {l} unit {i + 1} sample {s + 1}: z = {z[i, s]:.3g}, kink at {k:g}"))
         zs.append(z)
         acts.append(a)
         Mz.append(mz)
@@ -332,7 +374,8 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
                 # Second-order term: d(J)/dz is bounded by 3|J| entrywise per unit change of z.
                 M_delta = _abs_jt(a, M_g) + 3 * _abs_jt(a, A_g) * np.max(Mz[l - 2], axis=0, keepdims=True)
     ordered = {k: magnitude[k] for k in net.param_names}
-    return Budget(ordered, Ma[-1], K, kink_distance, kink_where, policy)
+    kink_units.sort(key=lambda t: t[0])
+    return Budget(ordered, Ma[-1], K, kink_units, policy)
 
 
 def budgets_for(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, dtype: Any,

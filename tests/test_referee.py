@@ -1,0 +1,209 @@
+"""The referee itself: localized reports, structure errors in words, no false alarms at
+saturation, kinks and float32, oracle disagreements explained, renderings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from reference import CaseSpec, build_case, certify_backward, referee
+from reference.bug_catalog import Textbook
+
+ORACLES = ("jax", "fd")  # SymPy is exercised by the property suite; these tests stay fast
+
+
+def _case(spec: CaseSpec, dtype: str = "float64") -> tuple:
+    return build_case(spec, dtype, filter_domain=False)
+
+
+ARTICLE = CaseSpec((2, 3, 3, 1), ("sigmoid",) * 3, "squared_error", True, 3, "unit", 4)
+
+
+def test_correct_backward_is_certified_with_per_tensor_numbers() -> None:
+    net, p, X, Y = _case(ARTICLE)
+    r = referee(net, p, X, Y, net.backward, oracles=ORACLES)
+    assert r.ok and r.verdict == "certified"
+    per = r.per_tensor()
+    assert list(per) == net.param_names
+    assert all(0 <= d["ratio"] <= 1 and d["max_abs"] < 1e-12 for d in per.values())
+
+
+def test_mismatch_names_pair_tensor_element_and_values() -> None:
+    net, p, X, Y = _case(ARTICLE)
+    grads = net.backward(p, X, Y)
+    grads["W2"] = grads["W2"].copy()
+    grads["W2"][0, 1] += 1e-6
+    r = referee(net, p, X, Y, grads, oracles=ORACLES, reproduce=ARTICLE.reproduce())
+    assert r.verdict == "mismatch"
+    assert [m.tensor for m in r.mismatches] == ["W2"]
+    mm = r.mismatches[0]
+    assert mm.element == "w_12^(2)" and mm.index == (0, 1) and mm.n_bad == 1
+    assert set(mm.values) == {"hand", "JAX", "finite differences"}
+    text = r.text()
+    assert "dL/dw_12^(2)" in text and "reference.build_case(CaseSpec(" in text
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda g: {k: v for k, v in g.items() if k != "B1"}, r"missing \['B1'\]"),
+    (lambda g: {**g, "W9": g["W1"]}, r"unexpected \['W9'\]"),
+    (lambda g: {**g, "W1": g["W1"].T}, r"grads\['W1'\] has shape \(2, 3\); expected \(3, 2\).*transposed"),
+    (lambda g: {**g, "B2": g["B2"].ravel()}, r"grads\['B2'\] has shape \(3,\); expected \(3, 1\)"),
+    (lambda g: {**g, "W3": g["W3"].tolist()}, r"grads\['W3'\] is a list"),
+    (lambda g: list(g.values()), "backward returned list"),
+    (lambda g: {**g, "W1": g["W1"].astype(int)}, r"grads\['W1'\] has dtype int"),
+])
+def test_malformed_grads_are_reported_in_words(mutate, message: str) -> None:
+    net, p, X, Y = _case(ARTICLE)
+    r = referee(net, p, X, Y, lambda pp, xx, yy: mutate(net.backward(pp, xx, yy)), oracles=ORACLES)
+    assert r.verdict == "error" and not r.ok
+    assert any(__import__("re").search(message, n) for n in r.notes), r.notes
+    assert "Traceback" not in r.text()
+
+
+def test_backward_that_raises_is_an_error_not_a_crash() -> None:
+    net, p, X, Y = _case(ARTICLE)
+
+    def broken(params, X, Y):
+        return params["W1"] @ params["W2"]  # shape error inside the user's code
+
+    r = referee(net, p, X, Y, broken, oracles=ORACLES)
+    assert r.verdict == "error" and "backward raised ValueError" in r.notes[0]
+
+
+def test_backward_gets_copies_and_cannot_corrupt_the_case() -> None:
+    net, p, X, Y = _case(ARTICLE)
+    before = {k: v.copy() for k, v in p.items()}
+
+    def vandal(params, X_, Y_):
+        g = net.backward(params, X_, Y_)
+        for v in params.values():
+            v[...] = 0
+        X_[...] = 0
+        return g
+
+    assert referee(net, p, X, Y, vandal, oracles=ORACLES).ok
+    assert all(np.array_equal(before[k], p[k]) for k in p)
+
+
+@pytest.mark.parametrize("scale", ["saturating", "large"])
+def test_no_false_alarm_for_the_articles_textbook_derivative_at_saturation(scale: str) -> None:
+    # a(1-a) loses all relative accuracy once sigma'(z) < u: rounding, not a bug.
+    for seed in range(6):
+        spec = CaseSpec((2, 3, 3, 1), ("sigmoid",) * 3, "squared_error", True, 4, scale, seed)
+        net, p, X, Y = _case(spec)
+        r = referee(net, p, X, Y, Textbook(["sigmoid"] * 3), oracles=ORACLES)
+        assert r.verdict in ("certified", "inconclusive"), r.text()
+
+
+def test_relu_exactly_at_the_kink_is_certified() -> None:
+    net = hg.Network((2, 3, 1), ["relu", "identity"], "squared_error")
+    p = {"W1": np.array([[1.0, -1.0], [0.5, 0.5], [0.0, 1.0]]), "B1": np.array([[0.0], [-1.0], [0.0]]),
+         "W2": np.array([[1.0, 2.0, -1.0]]), "B2": np.zeros((1, 1))}
+    X = np.array([[1.0, 2.0], [1.0, 0.0]])  # unit 1: z = 0 for sample 1; unit 2: z = 0 for sample 2
+    Y = np.array([[0.5, -0.5]])
+    r = referee(net, p, X, Y, net.backward, oracles=ORACLES)
+    assert r.verdict == "certified", r.text()
+
+
+def test_a_wrong_subgradient_at_the_kink_is_caught() -> None:
+    net = hg.Network((2, 3, 1), ["relu", "identity"], "squared_error")
+    p = {"W1": np.array([[1.0, -1.0], [0.5, 0.5], [0.0, 1.0]]), "B1": np.array([[0.0], [-1.0], [0.3]]),
+         "W2": np.array([[1.0, 2.0, -1.0]]), "B2": np.zeros((1, 1))}
+    X, Y = np.array([[1.0, 2.0], [1.0, 0.5]]), np.array([[0.5, -0.5]])
+
+    def relu_prime_one_at_zero(params, X_, Y_):
+        cache = net.forward(params, X_)
+        d2 = 2 * (cache.a[2] - Y_) / X_.shape[1]
+        g = params["W2"].T @ d2
+        d1 = g * (cache.z[0] >= 0)  # relu'(0) = 1: not the convention, and not a subgradient choice JAX makes
+        return {"W1": d1 @ X_.T, "B1": d1.sum(1, keepdims=True), "W2": d2 @ cache.a[1].T,
+                "B2": d2.sum(1, keepdims=True)}
+
+    r = referee(net, p, X, Y, relu_prime_one_at_zero, oracles=ORACLES)
+    assert r.verdict == "mismatch" and r.mismatches[0].tensor in ("W1", "B1"), r.text()
+
+
+def test_float32_hand_code_is_certified_against_its_own_budget() -> None:
+    for seed in range(4):
+        spec = CaseSpec((3, 3, 3, 1), ("tanh", "sigmoid", "sigmoid"), "squared_error", True, 3, "large", seed)
+        net, p, X, Y = _case(spec, "float32")
+        assert referee(net, p, X, Y, net.backward, oracles=ORACLES).verdict in ("certified", "inconclusive")
+
+
+def test_float32_leaking_into_a_float64_backward_is_caught() -> None:
+    net, p, X, Y = _case(ARTICLE)
+
+    def leaky(params, X_, Y_):
+        g = net.backward(params, X_, Y_)
+        return {**g, "W1": g["W1"].astype(np.float32).astype(np.float64)}
+
+    r = referee(net, p, X, Y, leaky, oracles=ORACLES)
+    assert r.verdict == "mismatch" and r.mismatches[0].tensor == "W1" and r.mismatches[0].ratio > 1e3
+
+
+def test_oracle_disagreement_is_inconclusive_and_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    import reference.jax_oracle as jo
+
+    net, p, X, Y = _case(ARTICLE)
+    oracle = jo.get_jax_oracle(net)
+    real = type(oracle).grads
+
+    def broken(self, params, X_, Y_):
+        g = real(self, params, X_, Y_)
+        g["B3"] = g["B3"] * 2
+        return g
+
+    monkeypatch.setattr(type(oracle), "grads", broken)
+    r = referee(net, p, X, Y, net.backward, oracles=ORACLES)
+    assert r.verdict == "inconclusive" and not r.ok
+    assert any("oracles disagree" in n and "b_1^(3)" in n for n in r.notes), r.notes
+
+
+def test_too_few_oracles_is_inconclusive() -> None:
+    net, p, X, Y = _case(ARTICLE)
+    r = referee(net, p, X, Y, net.backward, oracles=("jax",))
+    assert r.verdict == "inconclusive" and "at least 2" in r.notes[-1]
+
+
+def test_renderings_text_markdown_json() -> None:
+    net, p, X, Y = _case(ARTICLE)
+    r = referee(net, p, X, Y, net.backward, oracles=ORACLES, reproduce=ARTICLE.reproduce())
+    d = json.loads(r.to_json())
+    assert d["ok"] is True and d["verdict"] == "certified" and len(d["checks"]) == 18
+    md = r.markdown()
+    assert md.startswith("### certified") and "| W1 | hand vs JAX |" in md
+    assert "CERTIFIED" in r.text()
+
+
+def test_certify_backward_reproduce_recipe_rebuilds_the_failing_case() -> None:
+    from reference import CertificationError
+
+    def sign_flip(params, X, Y):
+        net = hg.Network((2, 2, 1), ["tanh", "sigmoid"])
+        return {k: -v for k, v in net.backward(params, X, Y).items()}
+
+    with pytest.raises(CertificationError) as info:
+        certify_backward(sign_flip, (2, 2, 1), ["tanh", "sigmoid"], examples=5, oracles=ORACLES)
+    recipe = info.value.report.reproduce
+    namespace: dict = {}
+    exec("import reference\nfrom reference import CaseSpec\ncase = " + recipe, namespace)  # noqa: S102
+    net, p, X, Y = namespace["case"]
+    assert referee(net, p, X, Y, sign_flip, oracles=ORACLES).verdict == "mismatch"
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"backward": 3}, TypeError, "backward must be callable"),
+    ({"examples": 0}, ValueError, "examples must be a positive int"),
+    ({"dtype": "float16"}, ValueError, "dtype must be 'float32' or 'float64'"),
+    ({"scales": ["huge"]}, ValueError, "unknown scale 'huge'"),
+    ({"sizes": (2, 0, 1)}, ValueError, r"sizes\[1\] is 0"),
+    ({"activations": ["tanh"]}, ValueError, "has 1 entries"),
+])
+def test_certify_argument_validation(kwargs: dict, error: type, match: str) -> None:
+    args = {"backward": lambda p, X, Y: p, "sizes": (2, 3, 1), "activations": "sigmoid"}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        certify_backward(args.pop("backward"), args.pop("sizes"), args.pop("activations"), **args)
