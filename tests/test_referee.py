@@ -189,7 +189,7 @@ def test_certify_backward_reproduce_recipe_rebuilds_the_failing_case() -> None:
         certify_backward(sign_flip, (2, 2, 1), ["tanh", "sigmoid"], examples=5, oracles=ORACLES)
     recipe = info.value.report.reproduce
     namespace: dict = {}
-    exec("import reference\nfrom reference import CaseSpec\ncase = " + recipe, namespace)  # noqa: S102
+    exec("import reference\nfrom reference import CaseSpec\ncase = " + recipe, namespace)
     net, p, X, Y = namespace["case"]
     assert referee(net, p, X, Y, sign_flip, oracles=ORACLES).verdict == "mismatch"
 
