@@ -224,7 +224,11 @@ def _output_sensitivities(act: Activation, loss_name: str, loss_def: Any, fused_
     if fused_def is not None:
         ell = fused_def(zc, yc, SYMPY_OPS)
     else:
-        ell = loss_def(act.definition(zc, SYMPY_OPS), yc, SYMPY_OPS)
+        # Elementwise definitions take scalars: a kinked one compares (z > 0), which numpy cannot
+        # turn into a bool array when z is an object array of symbols.
+        a = (np.array([[act.definition(s, SYMPY_OPS)] for s in z], dtype=object) if act.elementwise
+             else act.definition(zc, SYMPY_OPS))
+        ell = loss_def(a, yc, SYMPY_OPS)
     ell = sp.sympify(np.asarray(ell).reshape(-1)[0])
     delta = [sp.diff(ell, zi) for zi in z]
     hz = [[sp.diff(d, zj) for zj in z] for d in delta]
