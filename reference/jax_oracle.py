@@ -1,0 +1,270 @@
+r"""The JAX oracle: the network's forward pass in ``jax.numpy``, differentiated by ``jax.grad``.
+
+Independence. The forward pass below is written from scratch against the shared definitions only:
+
+.. math::
+   z^{(l)} = W^{(l)} x^{(l)} + B^{(l)}, \quad x^{(l+1)} = f_l(z^{(l)}) \ \text{(``act.definition(z, ops)``)},
+   \quad L = \frac1m \sum_{s=1}^m \ell(\hat y_s, y_s)
+
+with :math:`\ell` the loss's ``definition`` on :math:`\hat y` (or, when ``net.fused_rule`` is set,
+the fused rule's ``definition`` on the last logits :math:`z^{(L)}`), and ``ops`` the
+``jax.numpy`` namespace of :func:`reference.ops.jax_ops` (float64). ``jax.grad`` then gives
+:math:`\partial L/\partial w_{ij}^{(l)}` and :math:`\partial L/\partial b_i^{(l)}`. Nothing of
+handgrad's numpy forward, backward or hand-written derivatives is called; from the network the
+oracle reads only metadata (``sizes``, each activation's ``definition``, the loss's ``definition``,
+the fused rule's ``definition``, ``param_names``, and ``check_params`` to reject bad input).
+
+Precision. The oracle is a reference: it always computes in float64, whatever the dtype of the
+params (float32 inputs are copied to float64), and returns numpy float64 arrays.
+
+Where JAX's conventions differ from handgrad's (and why this oracle still agrees):
+
+* ``jax.nn.relu`` / ``jnp.maximum(z, 0)`` have derivative 1/2 at ``z = 0`` (JAX splits ties).
+  The shared ReLU definition is ``where(z > 0, z, 0*z)``, whose JAX derivative at 0 is that of the
+  untaken branch ``0*z``, i.e. 0: the left-branch kink convention handgrad uses (relu'(0) = 0,
+  leaky_relu'(0) = slope, elu'(0) = alpha). A user definition written with ``jnp.maximum`` would
+  not follow it; write kinks with ``ops.where(z > k, right, left)``.
+* ``jnp.where`` differentiates *both* branches and multiplies the untaken one by 0. If the
+  untaken branch overflows (``expm1(z)`` in ELU for z > ~709.78, ``exp(-z)`` in the sigmoid
+  definition for z < -709.78) the gradient is ``0 * inf = nan``. handgrad's stable numpy forms do
+  not overflow there, so the oracle cannot referee such points: it raises
+  :class:`NonFiniteError` naming the tensor and the largest :math:`|z^{(l)}|` of each layer rather
+  than returning NaN.
+
+Compile cost and caching. ``jax.jit`` compiles once per architecture and input shape (about
+0.3-0.6 s here). A property suite draws many batch sizes, so:
+
+* :func:`get_jax_oracle` keeps one :class:`JaxOracle` per architecture key (sizes; each
+  activation's name and definition; the loss's name and definition; the fused rule; ``fuse``),
+  least recently used first out beyond :data:`CACHE_SIZE`;
+* the batch size is bucketed: ``X`` and ``Y`` are padded to :math:`M = \max(8, 2^{\lceil\log_2
+  m\rceil})` columns by repeating real columns, and the per-sample losses are multiplied by a 0/1
+  mask, :math:`L = \sum_s \text{mask}_s\,\ell_s / \sum_s \text{mask}_s`. Padded columns are
+  copies of real samples, so they are finite wherever the real ones are, and contribute exactly
+  0 to the loss and to every gradient (a 0 cotangent times finite partials). This relies on
+  definitions acting column by column (as ``colsum`` does), which every definition of this
+  project does: a sample never influences another sample's loss;
+* one executable serves ``forward``, ``loss`` and ``grads`` (the forward values are an auxiliary
+  output of the value-and-gradient function), so an architecture costs one compile per bucket.
+
+Measured (``scripts/bench_jax_oracle.py``, 2-core container, one BLAS/XLA thread, while other
+processes shared the machine):
+
+======================================  ====================  =====================
+architecture                            first call (compile)  cached call
+======================================  ====================  =====================
+2-3-3-1 sigmoid, squared_error, m=1     0.32 s                0.19 ms
+4-5-3 tanh/softmax, cross_entropy, m=8  0.40 s                0.20 ms
+3-3-3-3-2 gelu, squared_error, m=5      0.38 s                0.21 ms
+8-16-8-1 relu, bce (non fused), m=8     0.36 s                0.19 ms
+same arch., new batch size in bucket    --                    0.19 ms (no compile)
+======================================  ====================  =====================
+
+(Numbers from the run recorded in ``docs/bench_jax_oracle.md`` when the script is run; the cached
+call includes validation, padding and the float64 copies.)
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+import numpy as np
+
+from handgrad import Network, Params
+
+from ._inputs import NonFiniteError, as_float64, check_batch, check_network, element_name, first_nonfinite
+from .ops import jax_ops
+
+__all__ = [
+    "CACHE_SIZE",
+    "MIN_BUCKET",
+    "JaxOracle",
+    "NonFiniteError",
+    "architecture_key",
+    "bucket",
+    "get_jax_oracle",
+    "jax_grads",
+]
+
+MIN_BUCKET = 8
+"""Smallest padded batch width: every m <= 8 shares one compiled executable."""
+
+CACHE_SIZE = 128
+"""How many architectures :func:`get_jax_oracle` keeps compiled."""
+
+
+def bucket(m: int) -> int:
+    r"""Padded batch width :math:`M = \max(\text{MIN\_BUCKET}, 2^{\lceil \log_2 m \rceil})`."""
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    return max(MIN_BUCKET, 1 << (m - 1).bit_length())
+
+
+def architecture_key(net: Network) -> Hashable:
+    """What makes two networks compute the same function of (params, X, Y).
+
+    Sizes; each activation's name *and* definition object; the loss's name and definition; the
+    fused rule's definition (or None); the ``fuse`` flag. Definitions are compared by identity, so
+    re-registering a different activation under an old name never reuses a stale executable.
+    """
+    rule = net.fused_rule
+    return (
+        net.sizes,
+        tuple((a.name, a.definition) for a in net.activations),
+        net.loss.name,
+        net.loss.definition,
+        rule.definition if rule is not None else None,
+        net.fuse,
+    )
+
+
+class JaxOracle:
+    r"""``jax.grad`` of the mean batch loss of ``net``, forward written from the shared definitions.
+
+    Args:
+      net: the :class:`handgrad.Network` whose architecture (sizes, activations, loss, fusion) is
+        mirrored. Only its metadata is used.
+
+    Every method validates its input like ``net.backward`` does (``ValueError``/``TypeError`` naming
+    the argument and expected shape), pads the batch to its bucket, runs the cached executable, and
+    raises :class:`NonFiniteError` if a result is inf or NaN.
+
+    Example:
+      >>> import numpy as np, handgrad as hg
+      >>> net = hg.article_network()
+      >>> params = net.init(np.random.default_rng(0))
+      >>> g = JaxOracle(net).grads(params, hg.ARTICLE_X, hg.ARTICLE_LABEL)
+      >>> sorted(g) == sorted(net.param_names), g["W2"].shape, g["W2"].dtype
+      (True, (3, 3), dtype('float64'))
+    """
+
+    def __init__(self, net: Network) -> None:
+        self._net = check_network(net, "JaxOracle")
+        import jax
+
+        ops = jax_ops()  # enables float64 before any array is created
+        import jax.numpy as jnp
+
+        definitions = tuple(a.definition for a in net.activations)
+        rule = net.fused_rule
+        fused_definition = rule.definition if rule is not None else None
+        loss_definition = net.loss.definition
+        depth = net.depth
+
+        def objective(flat: list[Any], X: Any, Y: Any, mask: Any) -> tuple[Any, tuple[Any, list[Any]]]:
+            a = X
+            zs = []
+            for l in range(depth):
+                z = flat[2 * l] @ a + flat[2 * l + 1]
+                zs.append(z)
+                a = definitions[l](z, ops)
+            if fused_definition is not None:
+                per_sample = fused_definition(zs[-1], Y, ops)
+            else:
+                per_sample = loss_definition(a, Y, ops)
+            per_sample = jnp.reshape(per_sample, mask.shape)
+            return jnp.sum(per_sample * mask) / jnp.sum(mask), (a, zs)
+
+        self._run: Callable[..., Any] = jax.jit(jax.value_and_grad(objective, has_aux=True))
+        lo, hi = net.loss.target_range
+        self._dummy_label = float(np.clip(0.0, lo, hi))
+
+    @property
+    def net(self) -> Network:
+        """The network whose architecture this oracle mirrors."""
+        return self._net
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def _evaluate(self, params: Mapping[str, np.ndarray], X: np.ndarray,
+                  Y: np.ndarray | None) -> tuple[float, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        net = self._net
+        check_batch(net, params, X, Y)
+        m = X.shape[1]
+        M = bucket(m)
+        cols = np.arange(M) % m
+        Xp = np.array(X, dtype=np.float64)[:, cols]
+        if Y is None:
+            Yp = np.full((net.sizes[-1], M), self._dummy_label)
+        else:
+            Yp = np.array(Y, dtype=np.float64)[:, cols]
+        mask = (np.arange(M) < m).astype(np.float64).reshape(1, M)
+        (value, (yhat, zs)), grads = self._run(as_float64(params, net.param_names), Xp, Yp, mask)
+        yhat_np = np.array(yhat, dtype=np.float64)[:, :m]
+        zs_np = [np.array(z, dtype=np.float64)[:, :m] for z in zs]
+        grads_np = [np.array(g, dtype=np.float64) for g in grads]
+        return float(value), yhat_np, zs_np, grads_np
+
+    def _nonfinite(self, what: str, where: tuple[int, ...] | None, value: float,
+                   zs: list[np.ndarray]) -> NonFiniteError:
+        zmax = ", ".join(f"z^({l}): {np.max(np.abs(z)) if np.all(np.isfinite(z)) else 'non-finite'}"
+                         for l, z in enumerate(zs, start=1))
+        at = f" at index {where}" if where is not None else ""
+        return NonFiniteError(
+            f"JAX oracle: {what} is {value!r}{at} for {self._net.describe()}. The shared definitions "
+            f"overflowed in float64 (exp of more than ~709.78, e.g. exp(-z) in the sigmoid definition "
+            f"for z < -709, or the untaken where() branch of ELU for z > 709, whose 0*inf gradient is "
+            f"nan); largest |z| per layer: {zmax}. handgrad's stable forms may be fine there, but this "
+            f"oracle cannot referee the point: use smaller inputs or weights."
+        )
+
+    def _check_forward(self, yhat: np.ndarray, zs: list[np.ndarray]) -> None:
+        idx = first_nonfinite(yhat)
+        if idx is not None:
+            raise self._nonfinite("the forward output yhat", idx, float(yhat[idx]), zs)
+
+    def forward(self, params: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+        r""":math:`\hat y = x^{(L+1)}` for every column of ``X``: float64, shape ``(nL, m)``."""
+        _, yhat, zs, _ = self._evaluate(params, X, None)
+        self._check_forward(yhat, zs)
+        return yhat
+
+    def loss(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> float:
+        r"""The mean batch loss :math:`L = \frac1m\sum_s \ell(\hat y_s, y_s)` as a Python float."""
+        return self.value_and_grads(params, X, Y)[0]
+
+    def grads(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:
+        r""":math:`\partial L/\partial W^{(l)}` and :math:`\partial L/\partial B^{(l)}`, keyed
+        ``W1, B1, ...``, float64, each shaped like its parameter."""
+        return self.value_and_grads(params, X, Y)[1]
+
+    def value_and_grads(self, params: Mapping[str, np.ndarray], X: np.ndarray,
+                        Y: np.ndarray) -> tuple[float, Params]:
+        """``(loss, grads)`` from one call of the compiled executable."""
+        if Y is None:
+            raise TypeError("Y must be a numpy.ndarray of labels, got None")
+        value, yhat, zs, grads = self._evaluate(params, X, Y)
+        self._check_forward(yhat, zs)
+        if not np.isfinite(value):
+            raise self._nonfinite("the loss L", None, value, zs)
+        out: Params = {}
+        for name, g in zip(self._net.param_names, grads, strict=True):
+            idx = first_nonfinite(g)
+            if idx is not None:
+                raise self._nonfinite(f"grads[{name!r}] ({element_name(name, idx)})", idx, float(g[idx]), zs)
+            out[name] = g
+        return value, out
+
+
+_CACHE: OrderedDict[Hashable, JaxOracle] = OrderedDict()
+
+
+def get_jax_oracle(net: Network) -> JaxOracle:
+    """The cached :class:`JaxOracle` for ``net``'s architecture (see :func:`architecture_key`)."""
+    check_network(net, "get_jax_oracle")
+    key = architecture_key(net)
+    oracle = _CACHE.get(key)
+    if oracle is None:
+        oracle = _CACHE[key] = JaxOracle(net)
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return oracle
+
+
+def jax_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:
+    r"""``jax.grad`` of :math:`L` for ``net`` at ``(params, X, Y)``: a dict of float64 arrays."""
+    return get_jax_oracle(net).grads(params, X, Y)
