@@ -185,13 +185,26 @@ def _lambdify(sym: Any, expr: Any) -> Callable[[np.ndarray], np.ndarray]:
     f = sp.lambdify(sym, expr, modules=[_MODULES, "numpy"])
 
     def g(z: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            out = np.broadcast_to(np.asarray(f(z), dtype=np.float64), z.shape)
-        # Overflowing intermediate forms (exp(-z)^2 for z << 0) only occur where the true
-        # derivative underflows to 0 or is bounded; a magnitude can safely take 0 / clip there.
-        return np.nan_to_num(np.abs(out), nan=0.0, posinf=1e300)
+        return _magnitude(f(_wide(z)), z.shape)
 
     return g
+
+
+def _wide(x: np.ndarray) -> np.ndarray:
+    """Magnitudes are evaluated in numpy's longdouble: SymPy's derivative forms hold products of
+    exponentials (exp(z)^3 for softmax) that overflow float64 long before the value they express."""
+    return np.asarray(x, dtype=np.longdouble)
+
+
+_UNBOUNDED = 1e300
+
+
+def _magnitude(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """|value| as float64; a NaN (an indeterminate form left even in longdouble) becomes the
+    conservative 1e300, never 0, so a magnitude can only be over-, not under-estimated."""
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        out = np.abs(np.broadcast_to(np.asarray(value, dtype=np.longdouble), shape)).astype(np.float64)
+    return np.nan_to_num(out, nan=_UNBOUNDED, posinf=_UNBOUNDED)
 
 
 @lru_cache(maxsize=256)
@@ -242,17 +255,19 @@ def _output_sensitivities(act: Activation, loss_name: str, loss_def: Any, fused_
         # dl/da at a = f(z): the loss gradient the activation's derivative multiplies.
         p = sp.symbols(f"p1:{n + 1}", real=True)
         ell_a = sp.sympify(np.asarray(loss_def(np.array([[s] for s in p], dtype=object), yc, SYMPY_OPS)).reshape(-1)[0])
-        fa = sp.lambdify((*p, *y), [sp.diff(ell_a, pi) for pi in p], modules=[_MODULES, "numpy"])
+        ga = [sp.diff(ell_a, pi) for pi in p]
+        fa = sp.lambdify((*p, *y), [ga, [[sp.diff(g, pj) for pj in p] for g in ga]], modules=[_MODULES, "numpy"])
     return fd, fz, fy, fa
 
 
 def _eval_rows(f: Callable, Z: np.ndarray, Y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Evaluate a lambdified list (or list of lists) of per-sample expressions column-wise."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        out = f(*Z, *Y)
-    arr = np.array([[np.broadcast_to(np.asarray(c, dtype=np.float64), (Z.shape[1],)) for c in row]
-                    for row in out]) if isinstance(out[0], list) else \
-        np.array([np.broadcast_to(np.asarray(c, dtype=np.float64), (Z.shape[1],)) for c in out])
-    return np.nan_to_num(np.abs(arr).reshape(shape), nan=0.0, posinf=1e300)
+        out = f(*_wide(Z), *_wide(Y))
+    m = Z.shape[1]
+    rows = out if isinstance(out[0], list) else [out]
+    arr = np.array([[_magnitude(c, (m,)) for c in row] for row in rows])
+    return arr.reshape(shape)
 
 
 def _exact_bits(w: np.ndarray, x: np.ndarray, b: float, kink: float) -> int | None:
@@ -351,12 +366,21 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     Hy = _eval_rows(fy, zL, Y, (n_out, n_out, m)) / m
     A_delta = delta
     aL = np.abs(acts[-1])
-    M_delta = (delta + np.einsum("ijs,js->is", Hy, np.abs(Y) + aL) + np.einsum("ijs,js->is", Hz, Mz[-1]))
+    absY = np.abs(Y)
+    # Operands of the output delta: (a sum(y) - y) for softmax-type rules, a - y otherwise; added
+    # explicitly because SymPy may simplify them away (softmax cross-entropy with one output is 0).
+    M_delta = (delta + np.einsum("ijs,js->is", Hy, absY + aL) + np.einsum("ijs,js->is", Hz, Mz[-1])
+               + (aL * np.sum(absY, axis=0, keepdims=True) + absY) / m)
     if fa is not None:
-        # Unfused: delta = (dl/da) f'(z), with f' computed to absolute accuracy ~u (see above).
-        ga = _eval_rows(fa, acts[-1], Y, (n_out, m)) / m
+        # Unfused: delta = J^T (dl/da), with f' computed to absolute accuracy ~u (see above), and
+        # the rounding of a itself moving dl/da by |d2l/da2| |a| (1 - p cancels when p -> 1).
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            ga_raw, ha_raw = fa(*_wide(acts[-1]), *_wide(Y))
+        ga = np.array([_magnitude(c, (m,)) for c in ga_raw]) / m
+        ha = np.array([[_magnitude(c, (m,)) for c in row] for row in ha_raw]) / m
+        sens = ga + np.einsum("ijs,js->is", ha, aL)
         last = net.activations[-1]
-        M_delta = M_delta + (ga * np.maximum(f1s[-1], 1.0) if last.elementwise else _abs_jt(aL, ga))
+        M_delta = M_delta + (sens * np.maximum(f1s[-1], 1.0) if last.elementwise else _abs_jt(aL, sens))
 
     magnitude: dict[str, np.ndarray] = {}
     for l in range(L, 0, -1):
