@@ -68,6 +68,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,7 @@ from .ops import jax_ops
 
 __all__ = [
     "CACHE_SIZE",
+    "COMPILER_OPTIONS",
     "MIN_BUCKET",
     "JaxOracle",
     "NonFiniteError",
@@ -93,6 +95,12 @@ MIN_BUCKET = 8
 
 CACHE_SIZE = 128
 """How many architectures :func:`get_jax_oracle` keeps compiled."""
+
+COMPILER_OPTIONS: Mapping[str, Any] = MappingProxyType({"xla_backend_optimization_level": 0})
+"""XLA options for every executable. Backend optimization level 0 cuts the compile time of these
+small graphs by ~40% (CPU time 0.13-0.29 s -> 0.08-0.18 s per architecture) and leaves their run
+time within noise (~0.2 ms, dominated by dispatch). It changes no IEEE semantics (XLA's CPU fast
+math is off by default either way), so the rounding model of the budgets is unchanged."""
 
 
 def bucket(m: int) -> int:
@@ -167,7 +175,8 @@ class JaxOracle:
             per_sample = jnp.reshape(per_sample, mask.shape)
             return jnp.sum(per_sample * mask) / jnp.sum(mask), (a, zs)
 
-        self._run: Callable[..., Any] = jax.jit(jax.value_and_grad(objective, has_aux=True))
+        self._run: Callable[..., Any] = jax.jit(jax.value_and_grad(objective, has_aux=True),
+                                                compiler_options=dict(COMPILER_OPTIONS))
         lo, hi = net.loss.target_range
         self._dummy_label = float(np.clip(0.0, lo, hi))
 

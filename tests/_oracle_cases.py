@@ -1,0 +1,105 @@
+"""Case tables shared by tests/test_jax_oracle.py and tests/test_finite_diff.py.
+
+Driven by the registries: every registered activation and every registered loss gets its own
+case with a readable id. Architectures are fixed (a property suite that drew shapes would pay a
+JAX compile per shape), and include a square layer (4 x 4) so a missing transpose cannot hide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+
+__all__ = ["BAD_INPUTS", "activation_cases", "draw", "labels", "loss_cases", "within"]
+
+ACTIVATION_SIZES = (3, 4, 4, 2)
+LOSS_SIZES = (3, 4, 4, 3)
+
+
+def labels(loss: hg.Loss, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Labels of the kind the loss expects (real, in [0, 1], or columns summing to 1)."""
+    if loss.target_kind == "unit":
+        return rng.random(shape)
+    if loss.target_kind == "distribution":
+        y = rng.random(shape) + 0.05
+        return y / y.sum(axis=0, keepdims=True)
+    return rng.standard_normal(shape)
+
+
+def draw(net: hg.Network, seed: int, m: int, *, weight_scale: float | None = None,
+         dtype: Any = np.float64) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Seeded params (``net.init``: weights N(0, 1/n_in) or N(0, weight_scale^2), biases
+    N(0, 0.25)), X ~ N(0, 1) and labels of the loss's kind."""
+    rng = np.random.default_rng(seed)
+    params = net.init(rng, weight_scale=weight_scale, bias_scale=0.5, dtype=dtype)
+    X = rng.standard_normal((net.sizes[0], m)).astype(dtype)
+    Y = labels(net.loss, rng, (net.sizes[-1], m)).astype(dtype)
+    return params, X, Y
+
+
+def activation_cases() -> list[Any]:
+    """One network per registered activation, used in a hidden layer and at the output."""
+    return [
+        pytest.param(hg.Network(ACTIVATION_SIZES, [name, "tanh", name], "squared_error"), id=name)
+        for name in hg.activation_names()
+    ]
+
+
+def _last_activation(loss: hg.Loss) -> str:
+    lo, hi = loss.prediction_range
+    for act in hg.iter_activations():
+        a_lo, a_hi = act.output_range
+        if lo <= a_lo and a_hi <= hi:
+            return act.name
+    raise LookupError(f"no registered activation fits loss {loss.name!r}")
+
+
+def loss_cases() -> list[Any]:
+    """One network per registered loss; losses with fused rules also without fusion."""
+    out = []
+    for loss in hg.iter_losses():
+        finals = list(loss.fused) or [_last_activation(loss)]
+        for final in finals:
+            fusions = [True, False] if final in loss.fused else [True]
+            for fuse in fusions:
+                net = hg.Network(LOSS_SIZES, ["tanh", "sigmoid", final], loss.name, fuse=fuse)
+                tag = "" if final not in loss.fused else ("-fused" if fuse else "-unfused")
+                out.append(pytest.param(net, id=f"{loss.name}-{final}{tag}"))
+    return out
+
+
+def within(diff: dict[str, np.ndarray], budget: dict[str, np.ndarray]) -> dict[str, float]:
+    """Largest |difference| / budget per tensor (<= 1 means every element is within budget)."""
+    return {k: float(np.max(np.abs(diff[k]) / budget[k])) for k in diff}
+
+
+def _bad(**changes: Any) -> Callable[[dict, np.ndarray, np.ndarray], tuple[dict, Any, Any]]:
+    def make(params: dict, X: np.ndarray, Y: np.ndarray) -> tuple[dict, Any, Any]:
+        p = dict(params)
+        for key in ("W1", "B2"):
+            if key in changes:
+                p[key] = changes[key](p[key])
+        if changes.get("drop"):
+            del p["W2"]
+        return p, changes.get("X", lambda x: x)(X), changes.get("Y", lambda y: y)(Y)
+
+    return make
+
+
+BAD_INPUTS = [  # for the article network (2-3-3-1) and a batch of 3
+    pytest.param(_bad(drop=True), ValueError, r"missing \['W2'\]", id="missing-key"),
+    pytest.param(_bad(W1=lambda w: w.T), ValueError, r"params\['W1'\] has shape \(2, 3\)", id="W1-transposed"),
+    pytest.param(_bad(B2=lambda b: b.ravel()), ValueError, r"params\['B2'\] has shape \(3,\)", id="B2-1d"),
+    pytest.param(_bad(X=lambda x: x[:, 0]), ValueError, r"X has shape \(2,\)", id="X-1d"),
+    pytest.param(_bad(X=lambda x: x[:, :0]), ValueError, "batch is empty", id="X-empty"),
+    pytest.param(_bad(Y=lambda y: y[:, :2]), ValueError, r"Y has shape \(1, 2\)", id="Y-wrong-m"),
+    pytest.param(_bad(Y=lambda y: y.ravel()), ValueError, "never broadcast", id="Y-1d"),
+    pytest.param(_bad(X=lambda x: x.astype(np.float32)), TypeError, "X has dtype float32", id="X-dtype"),
+    pytest.param(_bad(X=lambda x: np.where(x > 0, np.nan, x)), ValueError, "non-finite", id="X-nan"),
+    pytest.param(_bad(X=lambda x: x.tolist()), TypeError, "X must be a numpy.ndarray", id="X-list"),
+]
