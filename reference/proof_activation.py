@@ -451,11 +451,15 @@ def _definition(act_def: Callable[..., Any], *args: Any) -> sp.Basic:
     return _exactify(sp.sympify(out))
 
 
+class _WrongShape(ValueError):
+    """The hand rule returned an array of the wrong shape (a refutation in itself)."""
+
+
 def _hand_elementwise(act: Activation, z: sp.Basic, a: sp.Basic) -> sp.Basic:
     out = act.derivative(symarray([[z]]), symarray([[a]]))  # type: ignore[misc]
     out = np.asarray(out)
     if out.shape != (1, 1):
-        raise ValueError(f"derivative returned shape {out.shape} for a (1, 1) input")
+        raise _WrongShape(f"derivative returned shape {out.shape} for a (1, 1) input")
     return _to_expr(out[0, 0])
 
 
@@ -523,6 +527,9 @@ def _prove_elementwise(act: Activation) -> list[CaseProof]:
         except UndecidedComparison as exc:
             cases.append(CaseProof(piece.label, "undecided", detail=str(exc)))
             continue
+        except _WrongShape as exc:
+            cases.append(CaseProof(piece.label, "refuted", detail=str(exc)))
+            continue
         status, detail = _compare(hand, piece.fprime, [{t: v} for v in _SAMPLE_T])
         cases.append(CaseProof(piece.label, status, _show(hand, piece, t), _show(piece.fprime, piece, t), detail))
     for k, c in enumerate(cuts):
@@ -545,6 +552,9 @@ def _prove_elementwise(act: Activation) -> list[CaseProof]:
             hand = _hand_elementwise(act, c, value)
         except UndecidedComparison as exc:
             cases.append(CaseProof(label, "undecided", detail=str(exc)))
+            continue
+        except _WrongShape as exc:
+            cases.append(CaseProof(label, "refuted", detail=str(exc)))
             continue
         status, detail = _compare(hand, left_d, [{}])
         cases.append(CaseProof(label, status, hand, left_d, detail))

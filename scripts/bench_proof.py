@@ -35,6 +35,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+__all__ = ["main"]
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -169,8 +171,8 @@ def plot(res: dict) -> None:
     ax.plot(qx, qy, "^:", color="C3", alpha=0.4, label="naive SymPy (issue's figures)")
     for g in res["goals"]:
         ax.plot([g["params"]], [g["goal"]], "k_", markersize=18, mew=2)
-        ax.annotate(f"goal {g['arch']}", (g["params"], g["goal"]), textcoords="offset points", xytext=(6, 4),
-                    fontsize=7)
+        ax.annotate(f"goal {g['arch']}", (g["params"], g["goal"]), textcoords="offset points", xytext=(0, 5),
+                    fontsize=7, ha="center")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("parameters certified")

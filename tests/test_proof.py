@@ -6,6 +6,7 @@ The big architectures live in scripts/bench_proof.py; the largest net proved her
 
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad import Network
-from reference import proof_layers
+from reference import proof_activation, proof_layers, proof_network
 from reference.proof import (
     ERROR_TARGET,
     PRIME,
@@ -201,7 +202,8 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("sizes, acts, loss, fuse", CONFIGS, ids=lambda v: str(v))
+@pytest.mark.parametrize("sizes, acts, loss, fuse", CONFIGS,
+                         ids=["-".join(map(str, c[0])) + f"-{c[2]}-{'fused' if c[3] else 'unfused'}" for c in CONFIGS])
 @pytest.mark.parametrize("method", ["auto", "modular"])
 def test_network_identity(sizes: tuple[int, ...], acts: object, loss: str, fuse: bool, method: str) -> None:
     net = Network(sizes, acts, loss, fuse=fuse)  # type: ignore[arg-type]
@@ -315,7 +317,7 @@ def _tensor(name: str) -> str:
     return name[0].upper() + name.split("^(")[1].rstrip(")")
 
 
-@pytest.mark.parametrize("bug, first, tensors", BUGS, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("bug, first, tensors", BUGS, ids=[b[0].__name__ for b in BUGS])
 @pytest.mark.parametrize("method", ["symbolic", "modular"])
 def test_bug_is_caught_and_named(bug: type[Network], first: str, tensors: set[str], method: str) -> None:
     net = bug((2, 3, 3, 1), "sigmoid", "squared_error")
@@ -410,3 +412,9 @@ def test_layer_rules_for_all_sizes() -> None:
     wrong = proof.rules[0].derived.xreplace({sp.Symbol("p", integer=True, nonnegative=True):
                                              sp.Symbol("q", integer=True, nonnegative=True)})
     assert not proof_layers._same(wrong, proof.rules[0].matrix_entry)
+
+
+@pytest.mark.parametrize("module", [proof_activation, proof_network, proof_layers], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)  # type: ignore[arg-type]
+    assert result.failed == 0
