@@ -65,7 +65,7 @@ def run_chunk(args: tuple) -> tuple[Counter, list[str], int]:
         if not in_domain(net, params, X):
             skipped += 1
             continue
-        oracles = ("sympy", "jax", "fd") if i % sympy_every == 0 else ("jax", "fd")
+        oracles = ("sympy", "jax", "fd") if (i + 1) % sympy_every == 0 else ("jax", "fd")
         report = referee(net, params, X, Y, net.backward, oracles=oracles, reproduce=spec.reproduce())
         verdicts[report.verdict] += 1
         if report.verdict not in ("certified", "inconclusive"):
