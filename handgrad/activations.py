@@ -230,6 +230,7 @@ def activation_names() -> list[str]:
 
 
 def iter_activations() -> Iterator[Activation]:
+    """The registered activations themselves, in registration order."""
     return iter(list(_REGISTRY.values()))
 
 

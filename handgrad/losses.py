@@ -249,12 +249,14 @@ def register_loss(loss: Loss, *, replace: bool = False) -> Loss:
 
 
 def unregister_loss(name: str) -> None:
+    """Remove a registered loss (raises ``KeyError`` naming the known ones)."""
     if name not in _REGISTRY:
         raise KeyError(f"no loss named {name!r}; known: {sorted(_REGISTRY)}")
     del _REGISTRY[name]
 
 
 def get_loss(name: str | Loss) -> Loss:
+    """Look a loss up by name (a :class:`Loss` is returned as is)."""
     if isinstance(name, Loss):
         return name
     if not isinstance(name, str):
@@ -266,10 +268,12 @@ def get_loss(name: str | Loss) -> Loss:
 
 
 def loss_names() -> list[str]:
+    """Names of all registered losses, in registration order."""
     return list(_REGISTRY)
 
 
 def iter_losses() -> Iterator[Loss]:
+    """The registered losses themselves, in registration order."""
     return iter(list(_REGISTRY.values()))
 
 
