@@ -16,7 +16,15 @@ import numpy as np
 from handgrad import Network
 from handgrad._validate import check_array
 
-__all__ = ["NonFiniteError", "as_float64", "check_batch", "check_network", "element_name", "first_nonfinite"]
+__all__ = [
+    "NonFiniteError",
+    "OracleRangeError",
+    "as_float64",
+    "check_batch",
+    "check_network",
+    "element_name",
+    "first_nonfinite",
+]
 
 
 class NonFiniteError(FloatingPointError):
@@ -25,6 +33,11 @@ class NonFiniteError(FloatingPointError):
     It almost always means a shared *definition* overflowed in float64 (``exp`` of more than
     ~709.78), which handgrad's stable numpy forms avoid; the message names the tensor.
     """
+
+
+class OracleRangeError(FloatingPointError):
+    """An oracle's float64 evaluation would silently lose terms at this point (no inf or NaN
+    shows it), so it declines to referee it; the message says why and where."""
 
 
 def check_network(net: object, who: str) -> Network:

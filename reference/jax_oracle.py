@@ -30,9 +30,19 @@ Where JAX's conventions differ from handgrad's (and why this oracle still agrees
   not overflow there, so the oracle cannot referee such points: it raises
   :class:`NonFiniteError` naming the tensor and the largest :math:`|z^{(l)}|` of each layer rather
   than returning NaN.
+* JAX differentiates a quotient :math:`x/y` with :math:`y^{-2}` (``integer_pow(y, -2)``). In a
+  definition that divides by exponentials (sigmoid :math:`1/(1+e^{-z})`, SiLU, softmax
+  :math:`e^{z}/\sum e^{z}`) :math:`y^{-2}` underflows to 0 once :math:`e^{|z|}` passes
+  :math:`\sqrt{\text{DBL\_MAX}}`, i.e. :math:`|z| > 354.89 - \ln n`, and the gradient silently
+  loses terms, with no inf or NaN to show it (measured: unfused softmax + cross-entropy at logits
+  (400, 200) gives :math:`\partial L/\partial b_1 = -0.5` instead of 0.5; unfused sigmoid + BCE
+  at z = -400 gives 0 instead of -0.5). So, for every layer whose definition (found by tracing it
+  once, :func:`quotient_of_exponentials`) both exponentiates and divides, and for such a loss
+  head, the oracle checks the computed inputs and raises :class:`OracleRangeError` beyond
+  :data:`EXP_SQUARE_LIMIT` :math:`- \ln n`. handgrad and the finite differences are fine there.
 
-Compile cost and caching. ``jax.jit`` compiles once per architecture and input shape (about
-0.3-0.6 s here). A property suite draws many batch sizes, so:
+Compile cost and caching. ``jax.jit`` compiles once per architecture and input shape. A
+property suite draws many batch sizes, so:
 
 * :func:`get_jax_oracle` keeps one :class:`JaxOracle` per architecture key (sizes; each
   activation's name and definition; the loss's name and definition; the fused rule; ``fuse``),
@@ -45,27 +55,30 @@ Compile cost and caching. ``jax.jit`` compiles once per architecture and input s
   definitions acting column by column (as ``colsum`` does), which every definition of this
   project does: a sample never influences another sample's loss;
 * one executable serves ``forward``, ``loss`` and ``grads`` (the forward values are an auxiliary
-  output of the value-and-gradient function), so an architecture costs one compile per bucket.
+  output of the value-and-gradient function), so an architecture costs one compile per bucket;
+* XLA's backend optimization level is 0 (:data:`COMPILER_OPTIONS`): ~40% less compile time for
+  these small graphs, run time unchanged.
 
-Measured (``scripts/bench_jax_oracle.py``, 2-core container, one BLAS/XLA thread, while other
-processes shared the machine):
+Measured (``scripts/bench_jax_oracle.py``, also in ``docs/bench_jax_oracle.md``; one BLAS/XLA
+thread, wall-clock on the shared 2-core container, JAX already initialised):
 
-======================================  ====================  =====================
-architecture                            first call (compile)  cached call
-======================================  ====================  =====================
-2-3-3-1 sigmoid, squared_error, m=1     0.32 s                0.19 ms
-4-5-3 tanh/softmax, cross_entropy, m=8  0.40 s                0.20 ms
-3-3-3-3-2 gelu, squared_error, m=5      0.38 s                0.21 ms
-8-16-8-1 relu, bce (non fused), m=8     0.36 s                0.19 ms
-same arch., new batch size in bucket    --                    0.19 ms (no compile)
-======================================  ====================  =====================
+=========================================================  ==============  ===========  ==========
+architecture, batch m                                      first call      cached call  handgrad
+=========================================================  ==============  ===========  ==========
+2-3-3-1 sigmoid, squared_error, m=1                        0.25 s          0.25 ms      0.09 ms
+4-5-3 tanh/softmax, cross_entropy (fused), m=8             0.18 s          0.21 ms      0.08 ms
+3-3-3-3-2 gelu, squared_error, m=5                         0.31 s          0.27 ms      0.15 ms
+8-16-8-1 relu/relu/sigmoid, bce (unfused), m=8             0.21 s          0.25 ms      0.11 ms
+784-256-128-10 relu/relu/softmax, cross_entropy, m=256     0.25 s          8.1 ms       6.1 ms
+=========================================================  ==============  ===========  ==========
 
-(Numbers from the run recorded in ``docs/bench_jax_oracle.md`` when the script is run; the cached
-call includes validation, padding and the float64 copies.)
+A new batch size in the same bucket costs a cached call (no compile); the cached call includes
+validation, padding and the float64 copies in and out.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
@@ -75,7 +88,15 @@ import numpy as np
 
 from handgrad import Network, Params
 
-from ._inputs import NonFiniteError, as_float64, check_batch, check_network, element_name, first_nonfinite
+from ._inputs import (
+    NonFiniteError,
+    OracleRangeError,
+    as_float64,
+    check_batch,
+    check_network,
+    element_name,
+    first_nonfinite,
+)
 from .ops import jax_ops
 
 __all__ = [
@@ -83,11 +104,14 @@ __all__ = [
     "COMPILER_OPTIONS",
     "MIN_BUCKET",
     "JaxOracle",
+    "EXP_SQUARE_LIMIT",
     "NonFiniteError",
+    "OracleRangeError",
     "architecture_key",
     "bucket",
     "get_jax_oracle",
     "jax_grads",
+    "quotient_of_exponentials",
 ]
 
 MIN_BUCKET = 8
@@ -101,6 +125,38 @@ COMPILER_OPTIONS: Mapping[str, Any] = MappingProxyType({"xla_backend_optimizatio
 small graphs by ~40% (CPU time 0.13-0.29 s -> 0.08-0.18 s per architecture) and leaves their run
 time within noise (~0.2 ms, dominated by dispatch). It changes no IEEE semantics (XLA's CPU fast
 math is off by default either way), so the rounding model of the budgets is unchanged."""
+
+
+EXP_SQUARE_LIMIT = 0.5 * math.log(float(np.finfo(np.float64).max))
+r""":math:`\tfrac12\ln(\text{DBL\_MAX}) \approx 354.89`: beyond it :math:`(e^{z})^2` overflows and
+:math:`(e^{z})^{-2}` underflows to 0."""
+
+_EXPONENTIALS = frozenset({"exp", "expm1", "exp2"})
+_RECIPROCALS = frozenset({"div", "integer_pow", "pow", "rsqrt"})
+
+
+def _primitives(jaxpr: Any, out: set[str]) -> set[str]:
+    """Names of every primitive in ``jaxpr``, sub-jaxprs included (pjit, custom_jvp, cond...)."""
+    for eqn in jaxpr.eqns:
+        out.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for v in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(v, "jaxpr", v)
+                if hasattr(inner, "eqns"):
+                    _primitives(inner, out)
+    return out
+
+
+def quotient_of_exponentials(fn: Callable[..., Any], *shapes: tuple[int, ...]) -> bool:
+    """Whether ``fn`` (traced on zero arrays of ``shapes``) both exponentiates and divides or
+    takes a negative power: then JAX's derivative of it loses terms once :math:`|z|` passes
+    :data:`EXP_SQUARE_LIMIT` (see the module docstring)."""
+    import jax
+    import jax.numpy as jnp
+
+    closed = jax.make_jaxpr(fn)(*(jnp.zeros(s) for s in shapes))
+    names = _primitives(closed.jaxpr, set())
+    return bool(names & _EXPONENTIALS) and bool(names & _RECIPROCALS)
 
 
 def bucket(m: int) -> int:
@@ -175,6 +231,15 @@ class JaxOracle:
             per_sample = jnp.reshape(per_sample, mask.shape)
             return jnp.sum(per_sample * mask) / jnp.sum(mask), (a, zs)
 
+        # Layers (and the loss head) whose JAX derivative may silently lose terms at large |z|.
+        # With a fused rule the last activation only feeds the forward output, never the loss.
+        self._risky = [quotient_of_exponentials(lambda z, d=d: d(z, ops), (n, 2))
+                       for d, n in zip(definitions, net.sizes[1:], strict=True)]
+        if fused_definition is not None:
+            self._risky[-1] = False
+        head = fused_definition if fused_definition is not None else loss_definition
+        n_out = net.sizes[-1]
+        self._risky_head = quotient_of_exponentials(lambda v, y: head(v, y, ops), (n_out, 2), (n_out, 2))
         self._run: Callable[..., Any] = jax.jit(jax.value_and_grad(objective, has_aux=True),
                                                 compiler_options=dict(COMPILER_OPTIONS))
         lo, hi = net.loss.target_range
@@ -219,6 +284,24 @@ class JaxOracle:
             f"oracle cannot referee the point: use smaller inputs or weights."
         )
 
+    def _check_range(self, yhat: np.ndarray, zs: list[np.ndarray]) -> None:
+        net = self._net
+        inputs = [(f"pre-activations z^({l}) of layer {l} ({net.activations[l - 1].name!r})", zs[l - 1])
+                  for l in range(1, net.depth + 1) if self._risky[l - 1]]
+        if self._risky_head:
+            head = zs[-1] if net.fused_rule is not None else yhat
+            inputs.append((f"inputs of the loss {net.loss.name!r}", head))
+        for what, values in inputs:
+            limit = EXP_SQUARE_LIMIT - math.log(values.shape[0])
+            worst = float(np.max(np.abs(values)))
+            if worst > limit:
+                raise OracleRangeError(
+                    f"JAX oracle: the {what} of {net.describe()} reach |z| = {worst:.4g} > {limit:.2f}. The "
+                    f"definition divides by exponentials, and JAX differentiates x/y with y**-2, which "
+                    f"underflows to 0 once exp(|z|)**2 overflows: the gradient would silently lose terms. "
+                    f"This oracle cannot referee the point (handgrad and finite differences can)."
+                )
+
     def _check_forward(self, yhat: np.ndarray, zs: list[np.ndarray]) -> None:
         idx = first_nonfinite(yhat)
         if idx is not None:
@@ -246,6 +329,7 @@ class JaxOracle:
             raise TypeError("Y must be a numpy.ndarray of labels, got None")
         value, yhat, zs, grads = self._evaluate(params, X, Y)
         self._check_forward(yhat, zs)
+        self._check_range(yhat, zs)
         if not np.isfinite(value):
             raise self._nonfinite("the loss L", None, value, zs)
         out: Params = {}

@@ -349,6 +349,22 @@ def test_overflowing_definition_raises_naming_the_point() -> None:
         fd_grads(net, params, np.array([[1.0]]), np.array([[0.0]]), method="central")
 
 
+def test_auto_falls_back_to_central_where_the_complex_evaluation_overflows() -> None:
+    # sigmoid(-800) = 1/(1 + inf) = 0 is fine in real arithmetic; exp of a complex argument
+    # beyond 709.78 is inf + i inf and the quotient is NaN.
+    net = hg.Network((1, 1), "sigmoid", "squared_error")
+    params = {"W1": np.array([[-800.0]]), "B1": np.array([[0.0]])}
+    X, Y = np.array([[1.0]]), np.array([[0.5]])
+    with pytest.raises(NonFiniteError, match=r"L\(w \+ ih\) is not finite when perturbing W1\[0, 0\]"):
+        fd_grads(net, params, X, Y, method="complex")
+    fd = fd_grads(net, params, X, Y)
+    assert fd.method == "central"
+    hand = net.backward(params, X, Y)
+    # an overflowed intermediate counts as "beyond DBL_MAX", so the error bound stays finite
+    assert all(np.isfinite(fd.error[k]).all() and np.all(np.abs(fd.grads[k] - hand[k]) <= fd.error[k])
+               for k in hand)
+
+
 @pytest.mark.parametrize(("make", "exc", "match"), BAD_INPUTS)
 def test_bad_input_is_rejected_with_a_clear_message(make: Callable, exc: type, match: str) -> None:
     params, X, Y = make(*draw(ARTICLE, seed=33, m=3))

@@ -27,16 +27,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import handgrad as hg
-from reference.finite_diff import definition_loss, loss_rounding_bound
+from reference.finite_diff import definition_loss, fd_grads, loss_rounding_bound
 from reference.jax_oracle import (
+    EXP_SQUARE_LIMIT,
     MIN_BUCKET,
     JaxOracle,
     NonFiniteError,
+    OracleRangeError,
     architecture_key,
     bucket,
     get_jax_oracle,
     jax_grads,
+    quotient_of_exponentials,
 )
+from reference.ops import jax_ops
 from reference.strategies import examples
 from reference.tolerance import error_budget
 
@@ -179,6 +183,36 @@ def test_overflowing_definition_raises_naming_the_tensor() -> None:
     assert np.isfinite(net.backward(params, X, Y)["W1"]).all()  # handgrad's stable form is fine
     with pytest.raises(NonFiniteError, match=r"grads\['W1'\].*w_11\^\(1\).*709"):
         jax_grads(net, params, X, Y)
+
+
+def test_quotients_of_exponentials_are_found_by_tracing() -> None:
+    ops = jax_ops()
+    found = {a.name: quotient_of_exponentials(lambda z, a=a: a.definition(z, ops), (3, 2))
+             for a in hg.iter_activations()}
+    assert {k for k, v in found.items() if v} >= {"sigmoid", "silu", "softmax"}
+    assert not any(found[k] for k in ("identity", "tanh", "relu", "leaky_relu", "softplus"))
+    assert EXP_SQUARE_LIMIT == pytest.approx(354.89, abs=0.01)
+
+
+@pytest.mark.parametrize(("sizes", "act", "loss", "W1", "Y"), [
+    pytest.param((1, 2), "softmax", "cross_entropy", [[400.0], [200.0]], [[0.5], [0.5]], id="softmax-ce"),
+    pytest.param((1, 1), "sigmoid", "bce", [[-400.0]], [[0.5]], id="sigmoid-bce"),
+])
+def test_silent_loss_in_jax_quotient_rule_is_declined(sizes: tuple, act: str, loss: str, W1: list,
+                                                        Y: list) -> None:
+    # Unfused, JAX's d(x/y) = -x y^-2 underflows to 0 here: it returned b_1 = -0.5 instead of
+    # 0.5 (softmax) and 0 instead of -0.5 (sigmoid), with no inf or NaN to show it.
+    X, Yv = np.array([[1.0]]), np.array(Y)
+    params = {"W1": np.array(W1), "B1": np.zeros((sizes[1], 1))}
+    unfused = hg.Network(sizes, act, loss, fuse=False)
+    with pytest.raises(OracleRangeError, match=rf"layer 1 \('{act}'\).*reach \|z\| = 400.*y\*\*-2"):
+        jax_grads(unfused, params, X, Yv)
+    hand = unfused.backward(params, X, Yv)
+    fd = fd_grads(unfused, params, X, Yv)
+    assert all(np.all(np.abs(fd.grads[k] - hand[k]) <= fd.error[k]) for k in hand)
+    # fused, the same point is fine: the last activation never enters the loss
+    fused = hg.Network(sizes, act, loss)
+    _assert_matches_hand(fused, params, X, Yv)
 
 
 @pytest.mark.parametrize(("make", "exc", "match"), BAD_INPUTS)
