@@ -9,7 +9,10 @@ evaluated with ``handgrad.NUMPY_OPS``, never by ``Network.forward``:
 
 with :math:`f_l` = ``act.definition(z, NUMPY_OPS)`` and :math:`\ell_s` the loss's ``definition``
 on :math:`\hat y` (or the fused rule's ``definition`` on :math:`z^{(L)}` when ``net.fused_rule``
-is set). Everything is evaluated in float64, on float64 copies of the inputs. All perturbations
+is set). Everything is evaluated in float64, on float64 copies of the inputs. The definitions
+actually receive a thin wrapper of ``NUMPY_OPS`` whose values carry an error bound (see
+*Rounding* below): the values are bit for bit those of ``NUMPY_OPS`` (same numpy calls in the same
+order, checked by the tests), the bounds ride along. All perturbations
 of one layer's parameters are evaluated together, laid side by side as extra columns (each
 definition acts column by column); for an elementwise activation only the moved row of the
 perturbed layer is re-evaluated, the other rows keep the centre's values exactly.
@@ -42,7 +45,8 @@ Two methods, chosen by ``method=``:
   on 5000-7000 points each; the budget is 4 u) plus its input's bound times
   its Lipschitz constant on the interval (exact for exp and log, first order plus a second-order
   remainder for tanh and erf); :math:`W x + B` with fan-in n adds
-  :math:`\gamma_{n+1}(|W||x| + |B|)`, :math:`\gamma_k = ku/(1-ku)`; a moved row adds the one
+  :math:`\gamma_{n+1}(|W||x| + |B|)`, :math:`\gamma_k = ku/(1-ku)`; a product or quotient that
+  underflows adds :math:`2^{-1075}`; a moved row adds the one
   rounding of :math:`z + h x_j`; the mean over samples adds :math:`\gamma_{m-1}\sum|\ell_s|/m`.
   Then :math:`|D_{\rm computed} - D(h)| \le (\epsilon_+ + \epsilon_-)/2h + 2u|D|` (the last term
   for the subtraction and the division). The error term is ``ROUND_SAFETY`` (= 2) times the
@@ -58,9 +62,11 @@ Two methods, chosen by ``method=``:
   the rounding noise of :math:`D(h) - D(2h)`, which usually only makes it larger.)
 
 ``"complex"`` (every activation has ``complex_step=True`` and no kink)
-  :math:`D = \operatorname{Im} L(w + \mathrm i h) / h` with :math:`h = 2^{-100} \approx 7.9\times
-  10^{-31}` (:data:`H_COMPLEX`): no subtraction, so no cancellation; the truncation error
-  :math:`h^2 |L'''| / 6 \approx 10^{-61}` is nil, and :math:`h\,x_j` and the division by h are
+  :math:`D = \operatorname{Im} L(w + \mathrm i h) / h` with :math:`h = 2^{-60} \approx 8.7\times
+  10^{-19}` (:data:`H_COMPLEX`): no subtraction, so no cancellation; the truncation error,
+  relative :math:`h^2 |L'''/L'| / 6 \approx 10^{-37}`, is nil (the usual :math:`10^{-30}` would
+  push the imaginary part of a saturated softmax output, ~1e-284, into the subnormal range and
+  lose 10 digits there), and :math:`h\,x_j` and the division by h are
   exact. The rounding error is bounded the same way as above, by a running error bound carried
   through the complex evaluation with separate bounds for the real part (the value) and the
   imaginary part (h times the tangent): to first order in h, :math:`\operatorname{Im} f(x + \mathrm
@@ -144,9 +150,10 @@ U = 2.0**-53
 H0_CENTRAL = (3 * U) ** (1 / 3)
 r"""Relative central-difference step :math:`h_0 = (3u)^{1/3} \approx 6.93\times10^{-6}` (see module doc)."""
 
-H_COMPLEX = 2.0**-100
-"""Complex step h = 2^-100 ~ 7.9e-31: the O(h^2) truncation vanishes, nothing underflows, and
-h x_j and Im(L)/h are exact."""
+H_COMPLEX = 2.0**-60
+"""Complex step h = 2^-60 ~ 8.7e-19: the O(h^2) truncation (relative ~h^2 = 7.5e-37) vanishes,
+h x_j and Im(L)/h are exact, and the imaginary parts stay normal numbers (full precision) unless
+a value itself falls below ~1e-290."""
 
 LIB_ULPS = 4.0
 """Relative error budget of the float64 exp, log, log1p, expm1, tanh, erf, erfc, in units of U."""
@@ -161,6 +168,10 @@ METHODS = ("auto", "central", "complex")
 
 _TINY = 2.0**-1022
 """Absolute error allowance of a library result that underflows (smallest normal float64)."""
+
+_ETA = 2.0**-1075
+"""Absolute error of a product or quotient that underflows into the subnormal range (the IEEE
+model fl(x op y) = (x op y)(1 + delta) + eta, |eta| <= 2^-1075)."""
 
 _DBL_MAX = float(np.finfo(np.float64).max)
 
@@ -305,7 +316,7 @@ class _Bounded:
     def __mul__(self, other: Any) -> _Bounded:
         o = _lift(other)
         v = self.v * o.v
-        return _Bounded(v, np.abs(self.v) * o.e + np.abs(o.v) * self.e + self.e * o.e + U * np.abs(v))
+        return _Bounded(v, np.abs(self.v) * o.e + np.abs(o.v) * self.e + self.e * o.e + U * np.abs(v) + _ETA)
 
     __rmul__ = __mul__
 
@@ -315,7 +326,7 @@ class _Bounded:
         margin = np.abs(o.v) - o.e
         e = np.where(margin > 0, (self.e + np.abs(v) * o.e) / np.where(margin > 0, margin, 1), np.inf)
         e = np.where(np.isinf(o.v), np.abs(self.v) / _DBL_MAX, e)  # a / (something beyond DBL_MAX)
-        return _Bounded(v, e + U * np.abs(v))
+        return _Bounded(v, e + U * np.abs(v) + _ETA)
 
     def __rtruediv__(self, other: Any) -> _Bounded:
         return _lift(other) / self
@@ -517,9 +528,9 @@ class _CBounded:
         ar, ai, br, bi = self.v.real, self.v.imag, o.v.real, o.v.imag
         v = self.v * o.v
         er = (np.abs(br) * self.er + np.abs(ar) * o.er + self.er * o.er + self.ei * o.ei
-              + _gamma(2) * (np.abs(ar * br) + np.abs(ai * bi)))
+              + _gamma(2) * (np.abs(ar * br) + np.abs(ai * bi)) + 3 * _ETA)
         ei = (np.abs(ar) * o.ei + np.abs(bi) * self.er + np.abs(br) * self.ei + np.abs(ai) * o.er
-              + self.er * o.ei + self.ei * o.er + _gamma(2) * (np.abs(ar * bi) + np.abs(ai * br)))
+              + self.er * o.ei + self.ei * o.er + _gamma(2) * (np.abs(ar * bi) + np.abs(ai * br)) + 3 * _ETA)
         return _CBounded(v, er, ei)
 
     __rmul__ = __mul__
@@ -534,7 +545,9 @@ class _CBounded:
         er = np.where(margin > 0, (self.er + np.abs(cr) * o.er) / safe, np.inf) + _gamma(2) * np.abs(cr)
         # Im c = (Im a - Re c Im b) / Re b to first order in h
         ei = np.where(margin > 0, (self.ei + np.abs(cr) * o.ei + np.abs(bi) * er + np.abs(ci) * o.er) / safe, np.inf)
-        ei = ei + 4 * U * (np.abs(self.v.imag) + np.abs(cr * bi)) / np.where(br != 0, np.abs(br), 1.0) + U * np.abs(ci)
+        ei = (ei + 4 * U * (np.abs(self.v.imag) + np.abs(cr * bi)) / np.where(br != 0, np.abs(br), 1.0)
+              + U * np.abs(ci) + 4 * _ETA)
+        er = er + 4 * _ETA
         return _CBounded(v, er, ei)
 
     def __rtruediv__(self, other: Any) -> _CBounded:
