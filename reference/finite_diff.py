@@ -109,10 +109,16 @@ their errors. For flagged elements ``grads`` is still :math:`D(h)` = (left + rig
 ``error`` = :math:`|{\rm right} - {\rm left}|/2` + the larger one-sided error, so
 ``grads ± error`` brackets both quotients: the interval is honest for every element.
 
+How honest the estimates are (``scripts/measure_fd_error.py 200``, ``docs/fd_error.md``): against
+a 60-digit mpmath reference on 400 random seeded cases (every activation and loss, fused or not,
+near-exact fits, and a saturated regime with weights x3-x10), the largest observed
+|D - reference| / ``error`` was 0.5 for central differences (the Richardson term being exact,
+times ``TRUNC_SAFETY``) and 0.22 for the complex step: no element exceeded its estimate.
+
 Speed (best of 7, CPU time, one BLAS thread, 2-core container; asserted < 50 ms by
 ``tests/test_finite_diff.py::test_central_is_fast``): 8-16-8-1 net (289 parameters), batch 8:
-central 4.4 ms with sigmoid, 4.7 ms with relu, 9.5 ms with gelu (numpy has no erf: ``math.erfc``
-is vectorized by hand); complex step 2.8 ms with sigmoid.
+central 5.7 ms with sigmoid, 5.0 ms with relu, 11 ms with gelu (numpy has no erf: ``math.erfc``
+is vectorized by hand); complex step 3.4 ms with sigmoid. Error bounds included.
 """
 
 from __future__ import annotations
