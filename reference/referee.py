@@ -67,7 +67,12 @@ class GradsStructureError(ValueError):
 
 @dataclass
 class TensorCheck:
-    """One comparison pair on one parameter tensor."""
+    """One comparison pair on one parameter tensor.
+
+    ``max_abs`` is the largest |hand - reference|, ``max_rel`` that over the tensor's largest
+    |reference| entry, ``ratio`` the largest |difference| / budget (above 1 is a mismatch), and
+    ``worst`` the element (article notation) where that ratio is reached.
+    """
 
     pair: str
     tensor: str
@@ -231,14 +236,14 @@ def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: 
     if ok_mask is not None:
         ratio = np.where(ok_mask, np.minimum(ratio, 1.0), ratio)
     bad = ratio > 1.0
-    # Relative error as the symmetric relative difference |h - r| / max(|h|, |r|): in [0, 2], and
-    # defined (not 1e300) where the reference is exactly 0.
-    scale = np.maximum(np.maximum(np.abs(ref), np.abs(hand64)), np.finfo(np.float64).tiny)
+    # Relative error of the tensor: the largest difference over the tensor's largest reference entry
+    # (an elementwise ratio is meaningless where the true gradient is ~0, as in saturated units).
+    scale = max(float(np.max(np.abs(ref))) if ref.size else 0.0, np.finfo(np.float64).tiny)
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape)) if ratio.size else None
     check = TensorCheck(
         pair=pair, tensor=tensor,
         max_abs=float(np.max(diff)) if diff.size else 0.0,
-        max_rel=float(np.max(diff / scale)) if diff.size else 0.0,
+        max_rel=float(np.max(diff)) / scale if diff.size else 0.0,
         ratio=float(np.max(ratio)) if ratio.size else 0.0,
         worst=_name(tensor, worst) if worst is not None else "",
         ok=not bool(bad.any()), n_bad=int(bad.sum()),
