@@ -166,8 +166,9 @@ CACHE_SIZE = 64
 _FALLBACK_DPS = (30, 80)
 """Digits of the mpmath re-evaluation of samples whose longdouble value is non-finite."""
 
-_CHUNK = 256
-"""Columns evaluated at once by the vectorized program (bounds the memory of its temporaries)."""
+_CHUNK = 64
+"""Columns evaluated at once by the vectorized program: its temporaries live until it returns, so
+this bounds their memory (64 columns x 16 bytes x 55,000 nodes = 56 MB at the size limit)."""
 
 
 class SympyTooLarge(ValueError):
@@ -463,12 +464,14 @@ class _Program:
                 base, ex = args
                 if type(base).__name__ == "Exp1":
                     emit(n, f"exp({c[1]})")
-                elif isinstance(ex, se.Integer):
+                elif isinstance(ex, se.Integer) and int(ex) >= 0:
                     emit(n, f"{c[0]} ** {int(ex)}")
+                elif isinstance(ex, se.Integer):  # mpmath raises on 1/0; numpy gives inf
+                    emit(n, f"{c[0]} ** {int(ex)}", f"_pow({c[0]}, {int(ex)})")
                 elif ex == se.Rational(1, 2):
                     emit(n, f"sqrt({c[0]})")
                 else:
-                    emit(n, f"{c[0]} ** {c[1]}")
+                    emit(n, f"{c[0]} ** {c[1]}", f"_pow({c[0]}, {c[1]})")
             elif t == "log":
                 (arg,) = args
                 if type(arg).__name__ == "Add" and one in arg.args:  # log(1 + u) -> log1p(u)
@@ -569,8 +572,15 @@ def _numpy_namespace() -> dict[str, Any]:
 def _mpmath_namespace() -> dict[str, Any]:
     import mpmath
 
+    def _pow(base: Any, ex: Any) -> Any:
+        # An untaken branch may divide by zero (softsign's z/(1 - z) at z = 1): give inf like
+        # numpy instead of raising; a taken one then shows up as a non-finite result.
+        if base == 0 and ex < 0:
+            return mpmath.inf
+        return base**ex
+
     ns: dict[str, Any] = {
-        "_num": lambda p, q: mpmath.mpf(p) / q, "_flt": mpmath.mpf,
+        "_num": lambda p, q: mpmath.mpf(p) / q, "_flt": mpmath.mpf, "_pow": _pow,
         "_pi": lambda: +mpmath.pi, "_e": lambda: +mpmath.e,
         "max": max, "min": min,
     }

@@ -349,6 +349,15 @@ def test_user_activation_needs_no_change_to_reference(softsign: str) -> None:
     for seed in range(3):
         _assert_matches_hand(net, *draw(net, seed=seed, m=4))
     assert SympyOracle.applicable(net)
+    # z = 1 exactly: the untaken branch z / (1 - z) divides by zero, which must not matter.
+    one = hg.Network((1, 1, 1), [softsign, "identity"], "squared_error")
+    p = {"W1": np.array([[1.0]]), "B1": np.array([[0.0]]), "W2": np.array([[1.0]]), "B2": np.array([[0.0]])}
+    X, Y = np.array([[1.0]]), np.array([[0.0]])
+    with np.errstate(divide="ignore"):  # handgrad evaluates this definition with numpy, both branches
+        hand = one.backward(p, X, Y)  # yhat = 1/2: dL/db1 = 2 (1/2) (1/4), dL/dw2 = 2 (1/2) (1/2)
+    o = get_sympy_oracle(one)
+    for g in (o.grads(p, X, Y), o.grads_mp(p, X, Y)):
+        assert g["B1"][0, 0] == hand["B1"][0, 0] == 0.25 and g["W2"][0, 0] == hand["W2"][0, 0] == 0.5
 
 
 def test_cache_per_architecture_and_fresh_definitions() -> None:
