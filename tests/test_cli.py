@@ -391,3 +391,19 @@ def test_citation_cff() -> None:
     assert {"message", "authors", "abstract", "type"} <= set(fields)
     assert re.search(r"^authors:\n  - name: handgrad contributors$", text, re.M)
     assert "\t" not in text
+
+
+@pytest.mark.slow  # ~10 s: each spawned worker imports JAX and compiles its own oracles
+def test_certify_jobs_do_not_change_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two worker processes (spawned) give the same certificates as one process: each architecture is
+    certified from its own seed, wherever it runs."""
+    runs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / jobs
+        assert main(["certify", "--losses", "softmax_cross_entropy", "--examples", "2", "--jobs", jobs,
+                     "--report-dir", str(out), "--quiet"]) == 0
+        data = json.loads((out / "handgrad-report.json").read_text())
+        runs[jobs] = [(c["architecture"], c["cases"], c["certified"], c["per_tensor"])
+                      for s in data["subjects"] for c in s["certificates"]]
+    capsys.readouterr()
+    assert runs["1"] == runs["2"] and len(runs["1"]) == 3
