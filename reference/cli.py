@@ -702,6 +702,7 @@ def _write_reports(report_dir: Path, subjects: Sequence[_Subject], args: argpars
         for c in s.certificates:
             body = _demote(c.markdown()).splitlines()
             body[0] = f"### `{c.architecture}`: " + ("certified" if c.ok else "**NOT certified**")
+            body = [line.removeprefix(f"`{c.architecture}`, ") for line in body]
             lines += [*body, ""]
     md_path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     data = {"tool": "handgrad", "version": hg.__version__, "command": command, "settings": settings, "ok": ok,

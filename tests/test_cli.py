@@ -407,3 +407,30 @@ def test_certify_jobs_do_not_change_results(tmp_path: Path, capsys: pytest.Captu
                       for s in data["subjects"] for c in s["certificates"]]
     capsys.readouterr()
     assert runs["1"] == runs["2"] and len(runs["1"]) == 3
+
+
+def _documented_commands() -> list[str]:
+    from reference.cli import build_parser
+
+    good = (ROOT / "docs" / "cli.md").read_text().split("## Bad arguments")[0]  # (those must fail)
+    lines = [line[2:] for line in good.splitlines() if line.startswith("$ handgrad")]
+    help_text = build_parser().format_help()
+    sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for parser in sub.values():
+        help_text += parser.format_help()
+    lines += [line.strip() for line in help_text.splitlines() if line.strip().startswith("handgrad ")]
+    return lines
+
+
+def test_documented_commands_parse() -> None:
+    """Every command shown in docs/cli.md (outside its bad-arguments section) and in the --help
+    epilogs is accepted by the parser."""
+    import shlex
+
+    from reference.cli import build_parser
+
+    commands = _documented_commands()
+    assert len(commands) > 20
+    for command in commands:
+        argv = shlex.split(command.split("   ")[0])[1:]  # drop "handgrad" and any trailing remark
+        build_parser().parse_args(argv)
