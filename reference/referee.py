@@ -226,6 +226,12 @@ def _name(tensor: str, index: tuple[int, ...]) -> str:
     return f"{tensor}[{', '.join(map(str, index))}]"
 
 
+def _ratio(num: float, den: float) -> float:
+    """num / den without an overflow warning (inf when the quotient exceeds float64)."""
+    with np.errstate(over="ignore"):
+        return float(np.float64(num) / np.float64(den))
+
+
 def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: np.ndarray,
              ok_mask: np.ndarray | None = None) -> tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]:
     hand64 = hand.astype(np.float64)
@@ -243,7 +249,7 @@ def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: 
     check = TensorCheck(
         pair=pair, tensor=tensor,
         max_abs=float(np.max(diff)) if diff.size else 0.0,
-        max_rel=float(np.max(diff)) / scale if diff.size else 0.0,
+        max_rel=_ratio(float(np.max(diff)), scale) if diff.size else 0.0,
         ratio=float(np.max(ratio)) if ratio.size else 0.0,
         worst=_name(tensor, worst) if worst is not None else "",
         ok=not bool(bad.any()), n_bad=int(bad.sum()),
