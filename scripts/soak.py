@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--pool", type=int, default=300)
+    ap.add_argument("--pool", type=int, default=100, help="architectures; keep below the oracles' caches (JAX: 128)")
     ap.add_argument("--seed", type=int, default=20261126)
     ap.add_argument("--sympy-every", type=int, default=20)
     ap.add_argument("--chunk", type=int, default=2000)
