@@ -18,44 +18,12 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from reference import build_case, case_specs, examples, referee
+from reference.pools import activation_pool, loss_pool
 from reference.referee import referee_forward
 from reference.strategies import CaseSpec, architectures
 
 ACTIVATIONS = hg.activation_names()
 LOSSES = hg.loss_names()
-
-
-def _last_for(loss: hg.Loss, fuse: bool) -> list[str]:
-    out = []
-    for name in ACTIVATIONS:
-        act = hg.get_activation(name)
-        if fuse and name in loss.fused:
-            out.append(name)
-            continue
-        lo, hi = loss.prediction_range
-        if act.output_range[0] >= lo and act.output_range[1] <= hi:
-            out.append(name)
-    return out
-
-
-def activation_pool(name: str) -> list[tuple[tuple[int, ...], tuple[str, ...], str, bool]]:
-    """Architectures that use activation ``name`` in hidden layers and, where it fits, as output."""
-    act = hg.get_activation(name)
-    pool = [((3, 3, 3, 2), (name, name, "identity"), "squared_error", True),
-            ((2, 4, 1), (name, "sigmoid"), "bce", True),
-            ((4, 2, 3, 3, 2, 1), (name, "tanh", name, name, "identity"), "squared_error", True)]
-    if act.output_range == (-np.inf, np.inf) or act.elementwise:
-        pool.append(((3, 3, 3), (name, name), "squared_error", True))
-    return pool
-
-
-def loss_pool(name: str) -> list[tuple[tuple[int, ...], tuple[str, ...], str, bool]]:
-    loss = hg.get_loss(name)
-    pool = []
-    for fuse in (True, False):
-        for last in _last_for(loss, fuse)[:3]:
-            pool.append(((3, 4, 3), ("tanh", last), name, fuse))
-    return pool
 
 
 def _specs(pool: list, max_batch: int = 6) -> st.SearchStrategy[CaseSpec]:
