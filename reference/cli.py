@@ -29,6 +29,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import sys
 import tempfile
 import textwrap
@@ -333,7 +334,7 @@ class _Progress:
         frac = min(self.done / self.total, 1.0)
         fill = round(frac * self.width)
         line = f"[{'#' * fill}{'.' * (self.width - fill)}] {min(self.done, self.total):>4}/{self.total}  {self.label}"
-        line = line[:110]
+        line = line[:max(40, shutil.get_terminal_size((100, 24)).columns - 1)]  # one terminal line: \r redraws it
         if line != self._last:
             self.stream.write("\r" + line.ljust(len(self._last)))
             self.stream.flush()
