@@ -190,6 +190,22 @@ def test_certify_user_backward_bug_is_named(in_tests_dir: Path, tmp_path: Path,
     assert "**NOT certified**" in md and "W1" in md
 
 
+def test_certify_without_matplotlib_writes_the_rest(in_tests_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import reference.report_plot
+
+    monkeypatch.setattr(reference.report_plot, "matplotlib_available", lambda: False)
+    rc = main(["certify", "--backward", "user_backward_example:correct", "--arch", "2-2-1", "--activation",
+               "sigmoid", "--examples", "2", "--report-dir", str(tmp_path), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "note: matplotlib is not installed: no chart" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["handgrad-report.json", "handgrad-report.md"]
+    assert json.loads((tmp_path / "handgrad-report.json").read_text())["chart"] is None
+    assert "![" not in (tmp_path / "handgrad-report.md").read_text()
+
+
 # -- derive -------------------------------------------------------------------------------------
 
 ARTICLE = ["derive", "--arch", "2-3-3-1", "--activation", "sigmoid"]
