@@ -16,7 +16,7 @@ a dot product of n terms has absolute error :math:`\le \gamma_n \sum |x_i y_i|`,
 
 .. math::
    M_z^{(l)} = |W^{(l)}|\,(|a^{(l-1)}| + M_a^{(l-1)}) + |B^{(l)}|, \qquad
-   M_a^{(l)} = |f_l'(z^{(l)})|\,M_z^{(l)} + |a^{(l)}|,
+   M_a^{(l)} = |f_l'(z^{(l)})|\,M_z^{(l)} + \max(|a^{(l)}|, 1),
 
    A_\delta^{(L)} = |\delta^{(L)}|, \quad A_g^{(l-1)} = |W^{(l)}|^T A_\delta^{(l)}, \quad
    A_\delta^{(l-1)} = A_g^{(l-1)} \odot |f'_{l-1}|   \quad (\text{bounds of } |g|, |\delta|),
@@ -30,7 +30,9 @@ a dot product of n terms has absolute error :math:`\le \gamma_n \sum |x_i y_i|`,
    M_{W^{(l)}} = M_\delta^{(l)} |a^{(l-1)}|^T + A_\delta^{(l)} M_a^{(l-1)T}, \qquad
    M_{B^{(l)}} = M_\delta^{(l)} \mathbf 1_m .
 
-The :math:`\max(|f'|, 1)` admits an *absolute* error of order u in each computed derivative: the
+The :math:`\max(|a|, 1)` admits an *absolute* error of order u in each computed activation
+(:math:`\tfrac12(1+\tanh(z/2))` for the sigmoid returns 0 for very negative z), and the
+:math:`\max(|f'|, 1)` the same in each computed derivative: the
 textbook formulas :math:`a(1-a)`, :math:`1-a^2`, :math:`(1+\operatorname{erf}(z/\sqrt2))/2` (and
 JAX's own rule for tanh) lose all relative accuracy once :math:`f'(z) < u`, which is float
 rounding, not a bug. The price: a derivative that is wrong only where :math:`|f'| \lesssim Ku`
@@ -333,11 +335,11 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
         if act.elementwise:
             d1, d2 = _elementwise_derivatives(act)
             f1, f2 = d1(z), d2(z)
-            ma = f1 * mz + np.abs(a)
+            ma = f1 * mz + np.maximum(np.abs(a), 1.0)
         else:
             # Vector-valued (softmax-like): |J| <= a_i (delta_ij + a_j) column by column.
             f1 = f2 = None
-            ma = np.abs(a) * (mz + np.sum(np.abs(a) * mz, axis=0, keepdims=True)) + np.abs(a)
+            ma = np.abs(a) * (mz + np.sum(np.abs(a) * mz, axis=0, keepdims=True)) + np.maximum(np.abs(a), 1.0)
         for k in act.kinks:
             # Distance of each kinked pre-activation from the kink, in units of its error bound.
             # mz == 0 means every term of z is exactly 0: z is exact and cannot cross.
