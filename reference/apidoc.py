@@ -18,7 +18,7 @@ MODULES = [
     "handgrad.activations", "handgrad.losses", "handgrad.network", "handgrad.article", "handgrad.optim",
     "handgrad.training", "reference.certify", "reference.referee", "reference.tolerance", "reference.strategies",
     "reference.sympy_oracle", "reference.jax_oracle", "reference.finite_diff", "reference.bug_catalog",
-    "reference.proof", "reference.optax_oracle",
+    "reference.proof", "reference.optax_oracle", "reference.pools", "reference.report_plot", "reference.cli",
 ]
 
 
