@@ -48,7 +48,7 @@ def make_pool(n: int, seed: int) -> list[tuple]:
     return pool
 
 
-def run_chunk(args: tuple) -> tuple[Counter, list[str], int]:
+def run_chunk(args: tuple) -> tuple[Counter, list[str], int, dict[str, tuple[float, str]]]:
     pool, start, count, seed, sympy_every = args
     from reference.referee import referee
 
@@ -56,6 +56,7 @@ def run_chunk(args: tuple) -> tuple[Counter, list[str], int]:
     verdicts: Counter = Counter()
     failures: list[str] = []
     skipped = 0
+    worst: dict[str, tuple[float, str]] = {}
     scales = list(SCALES)
     for i in range(start, start + count):
         sizes, acts, loss, fuse = pool[int(rng.integers(0, len(pool)))]
@@ -68,11 +69,15 @@ def run_chunk(args: tuple) -> tuple[Counter, list[str], int]:
         oracles = ("sympy", "jax", "fd") if (i + 1) % sympy_every == 0 else ("jax", "fd")
         report = referee(net, params, X, Y, net.backward, oracles=oracles, reproduce=spec.reproduce())
         verdicts[report.verdict] += 1
+        if report.ok:
+            for c in report.checks:
+                if c.ratio > worst.get(c.pair, (-1.0, ""))[0]:
+                    worst[c.pair] = (c.ratio, report.reproduce)
         if report.verdict not in ("certified", "inconclusive"):
             failures.append(report.text())
         elif report.verdict == "inconclusive" and len(failures) < 50:
             failures.append("INCONCLUSIVE " + "; ".join(report.notes) + " " + report.reproduce)
-    return verdicts, failures, skipped
+    return verdicts, failures, skipped, worst
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,11 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     total: Counter = Counter()
     fails: list[str] = []
     skipped = 0
+    worst: dict[str, tuple[float, str]] = {}
     with ProcessPoolExecutor(a.workers) as ex:
-        for n, (v, f, s) in enumerate(ex.map(run_chunk, jobs), 1):
+        for n, (v, f, s, w) in enumerate(ex.map(run_chunk, jobs), 1):
             total.update(v)
             fails += f
             skipped += s
+            for pair, (r, where) in w.items():
+                if r > worst.get(pair, (-1.0, ""))[0]:
+                    worst[pair] = (r, where)
             print(f"[{n}/{len(jobs)}] {dict(total)} skipped {skipped} ({time.perf_counter() - t0:.0f} s)", flush=True)
     secs = time.perf_counter() - t0
     decided = sum(total.values())
@@ -115,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
             fh.write("| verdict | count |\n|---|---:|\n")
             for k in ("certified", "inconclusive", "mismatch", "error"):
                 fh.write(f"| {k} | {total[k]} |\n")
+            fh.write("\nWorst error-to-budget ratio among certified cases, per comparison (1 would be a "
+                     "mismatch):\n\n| comparison | worst ratio | case |\n|---|---:|---|\n")
+            for pair in sorted(worst):
+                r, where = worst[pair]
+                fh.write(f"| {pair} | {r:.3g} | `{where}` |\n")
             if fails:
                 fh.write("\nFirst reports that were not certified:\n\n```\n" + "\n\n".join(fails[:10]) + "\n```\n")
     return 1 if mismatches else 0
