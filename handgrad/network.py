@@ -206,8 +206,9 @@ class Network:
         assert dtype is not None
         return dtype
 
-    def _check_batch(self, params: Mapping[str, np.ndarray], X: np.ndarray,
-                     Y: np.ndarray | None) -> None:
+    def check_batch(self, params: Mapping[str, np.ndarray], X: np.ndarray,
+                    Y: np.ndarray | None) -> None:
+        """Validate params, X ``(n0, m)``, m >= 1, and Y ``(nL, m)`` (unless None), one dtype throughout."""
         dtype = self.check_params(params)
         check_array("X", X, (self.sizes[0], None), dtype=dtype)
         if X.shape[1] == 0:
@@ -220,7 +221,7 @@ class Network:
 
     def forward(self, params: Mapping[str, np.ndarray], X: np.ndarray) -> Cache:
         """Validated forward pass; returns the :class:`Cache` the backward pass needs."""
-        self._check_batch(params, X, None)
+        self.check_batch(params, X, None)
         return self.forward_unchecked(params, X)
 
     def forward_unchecked(self, params: Mapping[str, np.ndarray], X: np.ndarray) -> Cache:
@@ -238,7 +239,7 @@ class Network:
 
     def loss_value(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> np.floating:
         r""":math:`L = \frac1m\sum_i \ell(\hat y_i, y_i)`."""
-        self._check_batch(params, X, Y)
+        self.check_batch(params, X, Y)
         return self._loss_from_cache(self.forward_unchecked(params, X), Y)
 
     def _loss_from_cache(self, cache: Cache, Y: np.ndarray) -> np.floating:
@@ -256,7 +257,7 @@ class Network:
     def loss_and_grads(self, params: Mapping[str, np.ndarray], X: np.ndarray,
                        Y: np.ndarray) -> tuple[np.floating, Params]:
         """Forward, loss and backward in one call."""
-        self._check_batch(params, X, Y)
+        self.check_batch(params, X, Y)
         cache = self.forward_unchecked(params, X)
         return self._loss_from_cache(cache, Y), self.backward_unchecked(params, cache, Y)
 

@@ -313,7 +313,7 @@ def referee(
       reproduce: a one-line recipe printed in the report.
     """
     dtype = net.check_params(params)
-    net._check_batch(params, X, Y)
+    net.check_batch(params, X, Y)
     arch, m = net.describe(), X.shape[1]
     report = Report(arch, str(dtype), m, "certified", reproduce=reproduce)
 
