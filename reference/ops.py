@@ -6,6 +6,8 @@ here are the two namespaces the oracles plug in:
 * :data:`JAX_OPS` -- ``jax.numpy`` (x64 enabled), so that ``jax.grad`` differentiates it.
 * :data:`SYMPY_OPS` -- SymPy, on SymPy scalars or on numpy *object* arrays of SymPy expressions;
   ``where(c, x, y)`` becomes ``Piecewise((x, c), (y, True))``.
+* :data:`MPMATH_OPS` -- mpmath on numpy object arrays of mpmath numbers (high-precision references
+  in tests and measurement scripts).
 
 Neither namespace knows any derivative: differentiation is the oracle's job.
 """
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SYMPY_OPS", "jax_ops", "SympyOps"]
+__all__ = ["MPMATH_OPS", "SYMPY_OPS", "SympyOps", "jax_ops"]
 
 
 def _lift(f: Any) -> Any:
@@ -92,3 +94,22 @@ def jax_ops() -> _JaxOps:
     if _JAX_OPS is None:
         _JAX_OPS = _JaxOps()
     return _JAX_OPS
+
+
+class _MpmathOps:
+    """``Ops`` on numpy object arrays of mpmath numbers (precision set by ``mpmath.workdps``)."""
+
+    def __init__(self) -> None:
+        import mpmath
+
+        self.pi = mpmath.pi
+        for name in ("exp", "log", "log1p", "expm1", "tanh", "erf", "erfc", "sqrt"):
+            setattr(self, name, np.frompyfunc(getattr(mpmath, name), 1, 1))
+        self.where = np.where
+
+    @staticmethod
+    def colsum(x: Any) -> Any:
+        return np.sum(x, axis=0, keepdims=True)
+
+
+MPMATH_OPS = _MpmathOps()

@@ -32,6 +32,7 @@ import numpy as np
 import handgrad as hg
 from reference.finite_diff import NonFiniteError, complex_step_supported, fd_grads
 from reference.jax_oracle import OracleRangeError, jax_grads
+from reference.ops import MPMATH_OPS
 
 __all__ = ["main", "reference"]
 
@@ -42,26 +43,7 @@ H_REF = mpmath.mpf("1e-15")
 REF_ACCURACY = 1e-25
 
 
-class MpOps:
-    """``Ops`` on numpy object arrays of mpmath numbers."""
-
-    pi = mpmath.pi
-    exp = staticmethod(np.frompyfunc(mpmath.exp, 1, 1))
-    log = staticmethod(np.frompyfunc(mpmath.log, 1, 1))
-    log1p = staticmethod(np.frompyfunc(mpmath.log1p, 1, 1))
-    expm1 = staticmethod(np.frompyfunc(mpmath.expm1, 1, 1))
-    tanh = staticmethod(np.frompyfunc(mpmath.tanh, 1, 1))
-    erf = staticmethod(np.frompyfunc(mpmath.erf, 1, 1))
-    erfc = staticmethod(np.frompyfunc(mpmath.erfc, 1, 1))
-    sqrt = staticmethod(np.frompyfunc(mpmath.sqrt, 1, 1))
-
-    @staticmethod
-    def where(c, x, y):
-        return np.where(c, x, y)
-
-    @staticmethod
-    def colsum(x):
-        return np.sum(x, axis=0, keepdims=True)
+MpOps = MPMATH_OPS  # mpmath on object arrays, from reference.ops
 
 
 def _mp(a: np.ndarray) -> np.ndarray:

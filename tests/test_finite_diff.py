@@ -35,6 +35,7 @@ from reference.finite_diff import (
     loss_rounding_bound,
 )
 from reference.jax_oracle import jax_grads
+from reference.ops import MPMATH_OPS
 from reference.strategies import examples
 from reference.tolerance import error_budget
 
@@ -64,23 +65,7 @@ def _assert_agrees_with_jax(net: hg.Network, params: dict, X: np.ndarray, Y: np.
         assert max(ratios.values()) <= 1, f"{method}: |FD - JAX| / (fd.error + JAX share) = {ratios}"
 
 
-class MpOps:
-    """``Ops`` on numpy object arrays of mpmath numbers (for 60-digit references)."""
-
-    pi = mpmath.pi
-    exp = staticmethod(np.frompyfunc(mpmath.exp, 1, 1))
-    log = staticmethod(np.frompyfunc(mpmath.log, 1, 1))
-    log1p = staticmethod(np.frompyfunc(mpmath.log1p, 1, 1))
-    expm1 = staticmethod(np.frompyfunc(mpmath.expm1, 1, 1))
-    tanh = staticmethod(np.frompyfunc(mpmath.tanh, 1, 1))
-    erf = staticmethod(np.frompyfunc(mpmath.erf, 1, 1))
-    erfc = staticmethod(np.frompyfunc(mpmath.erfc, 1, 1))
-    sqrt = staticmethod(np.frompyfunc(mpmath.sqrt, 1, 1))
-    where = staticmethod(np.where)
-
-    @staticmethod
-    def colsum(x: np.ndarray) -> np.ndarray:
-        return np.sum(x, axis=0, keepdims=True)
+MpOps = MPMATH_OPS  # mpmath on object arrays, from reference.ops
 
 
 def _mp_loss(net: hg.Network, P: dict, X: np.ndarray, Y: np.ndarray) -> Any:
