@@ -228,3 +228,18 @@ def test_no_false_alarm_for_a_sigmoid_computed_through_tanh() -> None:
         net, p, X, Y = _case(spec)
         r = referee(net, p, X, Y, ViaTanh(["sigmoid"] * 3), oracles=ORACLES)
         assert r.verdict in ("certified", "inconclusive"), r.text()
+
+
+def test_vary_shapes_draws_hidden_widths_and_keeps_input_and_output() -> None:
+    seen: set[tuple[int, ...]] = set()
+    textbook = Textbook(["tanh", "sigmoid"])
+
+    def recording(params, X, Y):
+        seen.add((X.shape[0], params["W1"].shape[0], Y.shape[0]))
+        return textbook(params, X, Y)
+
+    cert = certify_backward(recording, (3, 2, 1), ["tanh", "sigmoid"], examples=12, vary_shapes=True,
+                            max_width=6, oracles=ORACLES)
+    assert cert.ok
+    assert {s[0] for s in seen} == {3} and {s[2] for s in seen} == {1}
+    assert len({s[1] for s in seen}) >= 3 and all(1 <= s[1] <= 6 for s in seen)
