@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validate import FLOAT_DTYPES, check_array, check_keys
+from ._validate import FLOAT_DTYPES, check_array, check_keys, check_real
 from .activations import Activation, get_activation
 from .losses import FusedRule, Loss, get_loss
 
@@ -175,6 +175,9 @@ class Network:
             raise TypeError(
                 f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
         dt = _check_dtype(dtype)
+        if weight_scale is not None:
+            check_real("weight_scale", weight_scale, low=0.0, low_open=True)
+        check_real("bias_scale", bias_scale, low=0.0)
         params: Params = {}
         for name, shape in self.param_shapes.items():
             if name[0] == "W":
