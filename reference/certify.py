@@ -204,6 +204,10 @@ def certify_backward(
     for s in scales:
         if s not in SCALES:
             raise ValueError(f"unknown scale {s!r}; choose from {list(SCALES)}")
+    for name, value, floor in (("min_batch", min_batch, 1), ("max_batch", max_batch, min_batch),
+                               ("max_width", max_width, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < floor:
+            raise ValueError(f"{name} must be an int >= {floor}, got {value!r}")
     dt = str(np.dtype(dtype))
     name = subject or getattr(backward, "__qualname__", None) or type(backward).__name__
     cert = Certificate(name, net.describe(), dt, tuple(oracles))

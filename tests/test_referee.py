@@ -199,6 +199,9 @@ def test_certify_backward_reproduce_recipe_rebuilds_the_failing_case() -> None:
     ({"examples": 0}, ValueError, "examples must be a positive int"),
     ({"dtype": "float16"}, ValueError, "dtype must be 'float32' or 'float64'"),
     ({"scales": ["huge"]}, ValueError, "unknown scale 'huge'"),
+    ({"min_batch": 0}, ValueError, "min_batch must be an int >= 1"),
+    ({"min_batch": 4, "max_batch": 2}, ValueError, "max_batch must be an int >= 4"),
+    ({"max_width": 0}, ValueError, "max_width must be an int >= 1"),
     ({"sizes": (2, 0, 1)}, ValueError, r"sizes\[1\] is 0"),
     ({"activations": ["tanh"]}, ValueError, "has 1 entries"),
 ])
