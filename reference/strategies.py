@@ -42,6 +42,8 @@ from hypothesis import strategies as st
 import handgrad as hg
 from handgrad import NUMPY_OPS, Network, Params
 
+from .pools import fits_output
+
 __all__ = [
     "SCALES",
     "Z_MAX",
@@ -105,14 +107,6 @@ def loss_names(*, exclude: Sequence[str] = ()) -> st.SearchStrategy[str]:
     return st.deferred(lambda: st.sampled_from([n for n in hg.loss_names() if n not in exclude]))
 
 
-def _compatible(loss: hg.Loss, last: hg.Activation, fuse: bool) -> bool:
-    if fuse and last.name in loss.fused:
-        return True
-    lo, hi = loss.prediction_range
-    a_lo, a_hi = last.output_range
-    return a_lo >= lo and a_hi <= hi
-
-
 @st.composite
 def architectures(
     draw: st.DrawFn,
@@ -147,7 +141,7 @@ def architectures(
     loss = hg.get_loss(draw(st.sampled_from(loss_pool)))
     fuse = draw(st.booleans())
     hidden = tuple(draw(st.sampled_from(acts_pool)) for _ in range(depth - 1))
-    last_pool = [a for a in acts_pool if _compatible(loss, hg.get_activation(a), fuse)]
+    last_pool = [a for a in acts_pool if fits_output(loss, a, fuse)]
     assume(last_pool)
     last = draw(st.sampled_from(last_pool))
     return sizes, (*hidden, last), loss.name, fuse

@@ -25,6 +25,7 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import handgrad as hg  # noqa: E402
+from reference.pools import fits_output  # noqa: E402
 from reference.strategies import SCALES, CaseSpec, build_case, in_domain  # noqa: E402
 
 
@@ -41,9 +42,7 @@ def make_pool(n: int, seed: int) -> list[tuple]:
         loss = hg.get_loss(losses[len(pool) % len(losses)])
         fuse = bool(rng.integers(0, 2))
         hidden = tuple(acts[int(i)] for i in rng.integers(0, len(acts), depth - 1))
-        lasts = [a for a in acts if (fuse and a in loss.fused) or (
-            hg.get_activation(a).output_range[0] >= loss.prediction_range[0]
-            and hg.get_activation(a).output_range[1] <= loss.prediction_range[1])]
+        lasts = [a for a in acts if fits_output(loss, a, fuse)]
         pool.append((sizes, (*hidden, lasts[int(rng.integers(0, len(lasts)))]), loss.name, fuse))
     return pool
 
