@@ -30,9 +30,9 @@ import mpmath
 import numpy as np
 
 import handgrad as hg
-from reference.finite_diff import NonFiniteError, complex_step_supported, fd_grads
-from reference.jax_oracle import OracleRangeError, jax_grads
-from reference.ops import MPMATH_OPS
+from reference.oracles.finite_diff import NonFiniteError, complex_step_supported, fd_grads
+from reference.oracles.jax_oracle import OracleRangeError, jax_grads
+from reference.oracles.ops import MPMATH_OPS
 
 __all__ = ["main", "reference"]
 
@@ -43,7 +43,7 @@ H_REF = mpmath.mpf("1e-15")
 REF_ACCURACY = 1e-25
 
 
-MpOps = MPMATH_OPS  # mpmath on object arrays, from reference.ops
+MpOps = MPMATH_OPS  # mpmath on object arrays, from reference.oracles.ops
 
 
 def _mp(a: np.ndarray) -> np.ndarray:

@@ -16,8 +16,8 @@ import time
 from hypothesis import HealthCheck, given, settings
 
 import handgrad as hg
-import reference.optax_oracle as oo
-from reference.optim_strategies import OptimProblem, gradient_problems, hyperparams
+import reference.oracles.optax_oracle as oo
+from reference.cases.optim_strategies import OptimProblem, gradient_problems, hyperparams
 
 NAMES = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 

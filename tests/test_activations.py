@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import handgrad as hg
-from reference.ops import SYMPY_OPS
+from reference.oracles.ops import SYMPY_OPS
 
 ELEMENTWISE = [a for a in hg.iter_activations() if a.elementwise]
 

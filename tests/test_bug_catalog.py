@@ -9,7 +9,7 @@ import re
 import pytest
 
 from reference import CertificationError, certify_backward
-from reference.bug_catalog import BUGS, Bug, Textbook
+from reference.cases.bug_catalog import BUGS, Bug, Textbook
 
 EXAMPLES = 25
 

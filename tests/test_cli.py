@@ -193,9 +193,9 @@ def test_certify_user_backward_bug_is_named(in_tests_dir: Path, tmp_path: Path,
 def test_certify_without_matplotlib_writes_the_rest(in_tests_dir: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    import reference.report_plot
+    import reference.cli.plot
 
-    monkeypatch.setattr(reference.report_plot, "matplotlib_available", lambda: False)
+    monkeypatch.setattr(reference.cli.plot, "matplotlib_available", lambda: False)
     rc = main(["certify", "--backward", "user_backward_example:correct", "--arch", "2-2-1", "--activation",
                "sigmoid", "--examples", "2", "--report-dir", str(tmp_path), "--quiet"])
     out = capsys.readouterr().out
@@ -290,8 +290,8 @@ def test_text_form_equals_the_oracles_closed_form(sizes: tuple[int, ...], acts: 
         standard_transformations,
     )
 
-    from reference.ops import SYMPY_OPS
-    from reference.sympy_oracle import get_sympy_oracle
+    from reference.oracles.ops import SYMPY_OPS
+    from reference.oracles.sympy_oracle import get_sympy_oracle
 
     assert main(["derive", "--arch", "-".join(map(str, sizes)), "--activation", ",".join(acts), "--loss", loss]) == 0
     formulas = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
@@ -387,7 +387,7 @@ def test_demo_options(capsys: pytest.CaptureFixture[str]) -> None:
 # -- the chart and CITATION.cff -----------------------------------------------------------------
 
 def test_chart_handles_zero_inf_and_over_budget(tmp_path: Path) -> None:
-    from reference.report_plot import plot_error_budget
+    from reference.cli.plot import plot_error_budget
 
     path = plot_error_budget({"ok subject": {"W1": 0.0, "B1": 0.3}, "buggy": {"W1": 4e12, "B1": float("inf")}},
                              tmp_path / "chart.png")

@@ -1,4 +1,4 @@
-"""Exact certificates (reference.proof): local rules, network identities, layer rules, and teeth.
+"""Exact certificates (reference.proofs): local rules, network identities, layer rules, and teeth.
 
 Everything here is exact (SymPy, SymEngine, or arithmetic modulo a prime); no tolerance appears.
 The big architectures live in scripts/bench_proof.py; the largest net proved here is 8-16-16-1.
@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad import Network
-from reference import proof_activation, proof_layers, proof_network
-from reference.proof import (
+from reference.cases.strategies import examples
+from reference.proofs import (
     ERROR_TARGET,
     PRIME,
     ULP_BUDGET,
@@ -31,8 +31,10 @@ from reference.proof import (
     prove_network,
     symbolic_cost,
 )
-from reference.proof_network import MATMUL_CHUNK, ModArray, UnsupportedOperation
-from reference.strategies import examples
+from reference.proofs import activation as proof_activation
+from reference.proofs import layers as proof_layers
+from reference.proofs import network as proof_network
+from reference.proofs.network import MATMUL_CHUNK, ModArray, UnsupportedOperation
 
 # ---------------------------------------------------------------------------------------------
 # 1. local rules

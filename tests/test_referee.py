@@ -10,7 +10,7 @@ import pytest
 
 import handgrad as hg
 from reference import CaseSpec, build_case, certify_backward, referee
-from reference.bug_catalog import Textbook
+from reference.cases.bug_catalog import Textbook
 
 ORACLES = ("jax", "fd")  # SymPy is exercised by the property suite; these tests stay fast
 
@@ -145,7 +145,7 @@ def test_float32_leaking_into_a_float64_backward_is_caught() -> None:
 
 
 def test_oracle_disagreement_is_inconclusive_and_explained(monkeypatch: pytest.MonkeyPatch) -> None:
-    import reference.jax_oracle as jo
+    import reference.oracles.jax_oracle as jo
 
     net, p, X, Y = _case(ARTICLE)
     oracle = jo.get_jax_oracle(net)
@@ -217,7 +217,7 @@ def test_no_false_alarm_for_a_sigmoid_computed_through_tanh() -> None:
     # true value is 1e-18): float rounding of a textbook formula, not a bug.
     class ViaTanh(Textbook):
         def __call__(self, params, X, Y):
-            import reference.bug_catalog as bc
+            from reference.cases import bug_catalog as bc
 
             saved = bc._F["sigmoid"]
             bc._F["sigmoid"] = lambda z: 0.5 * (1 + np.tanh(z / 2))

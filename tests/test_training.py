@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad import optim, training
-from reference.optim_strategies import betas, epsilons, gradient_problems, hyperparams
-from reference.strategies import examples
+from reference.cases.optim_strategies import betas, epsilons, gradient_problems, hyperparams
+from reference.cases.strategies import examples
 
 U = 2.0**-53
 

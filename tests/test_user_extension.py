@@ -12,7 +12,7 @@ import pytest
 
 import handgrad as hg
 from reference import CertificationError, certify_network
-from reference.pools import activation_pool
+from reference.cases.pools import activation_pool
 
 
 def softsign_definition(z: Any, ops: hg.Ops) -> Any:

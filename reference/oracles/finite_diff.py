@@ -131,7 +131,7 @@ import numpy as np
 
 from handgrad import NUMPY_OPS, Network, Params
 
-from ._inputs import NonFiniteError, as_float64, check_batch, check_network, element_name
+from .inputs import NonFiniteError, as_float64, check_batch, check_network, element_name
 
 __all__ = [
     "H0_CENTRAL",

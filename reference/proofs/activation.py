@@ -68,7 +68,7 @@ import sympy as sp
 import handgrad as hg
 from handgrad import Activation, FusedRule, Loss
 
-from .ops import SYMPY_OPS
+from ..oracles.ops import SYMPY_OPS
 
 __all__ = [
     "ULP_BUDGET",

@@ -385,7 +385,7 @@ class _Subject:
         return "UNDECIDED"
 
     def ratios(self) -> dict[str, float]:
-        from .report_plot import certificate_ratios
+        from .plot import certificate_ratios
 
         return certificate_ratios(self.certificates)
 
@@ -412,7 +412,7 @@ def _table(subjects: Sequence[_Subject]) -> str:
 
 
 def _subjects_from_registry(args: argparse.Namespace) -> list[_Subject]:
-    from .pools import activation_pool, loss_pool
+    from ..cases.pools import activation_pool, loss_pool
 
     acts = _names_list(args.activations, "--activations") if args.activations else None
     losses = _names_list(args.losses, "--losses") if args.losses else None
@@ -440,7 +440,7 @@ def _subject_from_backward(args: argparse.Namespace) -> _Subject:
 
 
 def _parse_oracles(text: str) -> tuple[str, ...]:
-    from .referee import ORACLES
+    from ..judge.referee import ORACLES
 
     names = _names_list(text, "--oracles")
     for n in names:
@@ -477,7 +477,7 @@ class _Job(NamedTuple):
 
 def _run_job(job: _Job, backward: Callable[..., Any] | None = None,
              progress: Callable[[int, int], None] | None = None) -> Any:
-    from .certify import certify_backward
+    from ..judge.certify import certify_backward
 
     if backward is None:
         backward = hg.Network(job.sizes, list(job.activations), job.loss, fuse=job.fuse).backward
@@ -666,7 +666,7 @@ def _write_reports(report_dir: Path, subjects: Sequence[_Subject], args: argpars
     notes: list[str] = []
     written: list[Path] = []
     chart = False
-    from .report_plot import matplotlib_available, plot_error_budget
+    from .plot import matplotlib_available, plot_error_budget
 
     ratios = {s.name: s.ratios() for s in subjects if s.ratios()}
     if not ratios:
@@ -728,7 +728,7 @@ def _cmd_derive(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _imports(args)
     net = _network(args, fuse=not args.no_fuse)
     selected = parse_weight(args.weight, net.sizes)
-    from .sympy_oracle import get_sympy_oracle
+    from ..oracles.sympy_oracle import get_sympy_oracle
 
     try:
         oracle = get_sympy_oracle(net)
@@ -917,7 +917,7 @@ def _balanced_outer(t: str) -> bool:
 
 
 def latex_to_text(tex: str) -> str | None:
-    r"""Plain text for the LaTeX that :meth:`reference.sympy_oracle.SympyOracle.latex` prints:
+    r"""Plain text for the LaTeX that :meth:`reference.oracles.sympy_oracle.SympyOracle.latex` prints:
     ``\frac{\partial L}{\partial w_{11}^{(3)}} = 2 \hat y x_{31} ...`` becomes
     ``dL/dw_11^(3) = 2 yhat x_31 ...``. None when the LaTeX holds a construct this reader does not
     know (the caller then shows the LaTeX itself).
@@ -946,7 +946,7 @@ def latex_to_text(tex: str) -> str | None:
 def _cmd_prove(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _imports(args)
     net = _network(args, fuse=not args.no_fuse)
-    from .proof import prove_activation, prove_fused_rule, prove_loss, prove_network
+    from ..proofs import prove_activation, prove_fused_rule, prove_loss, prove_network
 
     try:
         proof = prove_network(net, method=args.method, trials=args.trials, seed=args.seed, batch=args.batch)

@@ -214,7 +214,7 @@ def _elementwise_derivatives(act: Activation) -> tuple[Callable, Callable]:
     """(|f'|, |f''|) as numpy functions, SymPy-derived from ``act.definition``."""
     import sympy as sp
 
-    from .ops import SYMPY_OPS
+    from ..oracles.ops import SYMPY_OPS
 
     t = sp.Symbol("t", real=True)
     f = act.definition(t, SYMPY_OPS)
@@ -230,7 +230,7 @@ def _output_sensitivities(act: Activation, loss_name: str, loss_def: Any, fused_
     and :math:`|\partial\delta/\partial y|` for the last layer, SymPy-derived from the definitions."""
     import sympy as sp
 
-    from .ops import SYMPY_OPS
+    from ..oracles.ops import SYMPY_OPS
 
     z = sp.symbols(f"z1:{n + 1}", real=True)
     y = sp.symbols(f"y1:{n + 1}", real=True)

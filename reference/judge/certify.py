@@ -37,8 +37,8 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 
+from ..cases.strategies import SCALES, CaseSpec, build_case
 from .referee import ORACLES, Backward, Report, referee
-from .strategies import SCALES, CaseSpec, build_case
 from .tolerance import DEFAULT_POLICY, TolerancePolicy
 
 __all__ = ["Certificate", "CertificationError", "certify_backward", "certify_network"]
@@ -187,7 +187,7 @@ def certify_backward(
       min_batch, max_batch: the batch sizes m drawn.
       vary_shapes: also draw the hidden widths (1..``max_width``); the depth, input and output
         widths stay as given. Use it when your backward is written for any width.
-      scales: weight scales to draw from (see :mod:`reference.strategies`), saturating included.
+      scales: weight scales to draw from (see :mod:`reference.cases.strategies`), saturating included.
       oracles: the references (``"sympy"``, ``"jax"``, ``"fd"``).
       seed: hypothesis seed; the same seed replays the same cases.
       raise_on_failure: raise :class:`CertificationError` with the shrunk failing case's report.

@@ -1,0 +1,2 @@
+"""Generated documentation: the certified derivation handout (``handout``) and the API page
+(``apidoc``)."""
