@@ -2,11 +2,19 @@
 
 Public API::
 
-    from reference import certify_backward, referee, build_case, CaseSpec
+    from handgrad.reference import certify_backward, referee, build_case, CaseSpec
 
 Oracles live in their own modules (imported lazily, since JAX and SymPy take a moment to load):
-``reference.oracles.sympy_oracle``, ``reference.oracles.jax_oracle``, ``reference.oracles.finite_diff``.
+``handgrad.reference.oracles.sympy_oracle``, ``handgrad.reference.oracles.jax_oracle``,
+``handgrad.reference.oracles.finite_diff``.
 """
+
+if __name__ != "handgrad.reference":  # the source folder imported as a top-level package
+    raise ImportError(
+        f"the handgrad suite is imported as handgrad.reference, not as {__name__!r} "
+        "(install the project with pip install -e '.[test]' and use: from handgrad.reference import ...)"
+    )
+
 
 from .cases.strategies import SCALES, CaseSpec, architectures, build_case, case_specs, cases, examples
 from .judge.certify import Certificate, CertificationError, certify_backward, certify_network

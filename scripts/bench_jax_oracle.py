@@ -1,6 +1,6 @@
 """Benchmark the JAX oracle: first call (trace + compile) and cached calls, per architecture.
 
-Each architecture gets a fresh :class:`reference.oracles.jax_oracle.JaxOracle` in a fresh cache, so the
+Each architecture gets a fresh :class:`handgrad.reference.oracles.jax_oracle.JaxOracle` in a fresh cache, so the
 first call pays the compile; then the cached call is timed (best of 50), and a call with a new
 batch size in the same bucket shows that no recompile happens. BLAS and XLA are pinned to one
 thread (as in the test suite). Results are printed and written to ``docs/bench_jax_oracle.md``.
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from handgrad.reference.oracles.jax_oracle import JaxOracle, bucket
 
 import handgrad as hg
-from reference.oracles.jax_oracle import JaxOracle, bucket
 
 __all__ = ["CASES", "main"]
 

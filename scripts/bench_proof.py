@@ -6,7 +6,7 @@ Usage::
     python scripts/bench_proof.py --quick    # skip the largest architectures and the naive baseline at 121
     python scripts/bench_proof.py --no-write # print only
 
-Times are wall-clock seconds of :func:`reference.proofs.prove_network` (best of ``--repeat`` runs
+Times are wall-clock seconds of :func:`handgrad.reference.proofs.prove_network` (best of ``--repeat`` runs
 below 1 s, one run above), single BLAS thread, default settings: ``method="auto"`` for the goals,
 each method forced for the scaling curve. The modular method's trial count is chosen by the
 proof itself (until the miss probability is below 1e-12), so bigger nets also run more trials.
@@ -40,8 +40,9 @@ __all__ = ["main"]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from handgrad.reference.proofs import ERROR_TARGET, SYMBOLIC_MAX_COST, prove_network, symbolic_cost  # noqa: E402
+
 import handgrad as hg  # noqa: E402
-from reference.proofs import ERROR_TARGET, SYMBOLIC_MAX_COST, prove_network, symbolic_cost  # noqa: E402
 
 BENCH_MD = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "img" / "proof_scaling.png"
@@ -190,7 +191,7 @@ def section(res: dict) -> str:
         BEGIN,
         "## Exact certificates",
         "",
-        "Time to certify handgrad's whole backward pass exactly (`reference.proofs.prove_network`: every "
+        "Time to certify handgrad's whole backward pass exactly (`handgrad.reference.proofs.prove_network`: every "
         "$\\partial L/\\partial w_{ij}^{(l)}$ and $\\partial L/\\partial b_i^{(l)}$ equals the derivative of the "
         "composite loss, sigmoid layers, squared error, batch of 2), measured by `python scripts/bench_proof.py` "
         f"on {os.cpu_count()} cores ({platform.machine()}, Python {platform.python_version()}, "

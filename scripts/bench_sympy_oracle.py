@@ -6,7 +6,7 @@ r"""Measure the SymPy oracle: derivation + compile cost against parameters and d
 For each architecture and activation (sigmoid, ReLU, GELU and softmax in every layer; softmax nets
 use cross-entropy, fused -- with one output, softmax hidden layers and an identity output --, the
 others squared error) it reports the parameters P, the cost model
-:func:`reference.oracles.sympy_oracle.estimated_nodes`, the real number of distinct derivative nodes, the
+:func:`handgrad.reference.oracles.sympy_oracle.estimated_nodes`, the real number of distinct derivative nodes, the
 seconds of each build stage (composite, SymEngine ``diff``, program extraction, compile) and their
 total, then the per-call time of ``grads`` (m = 1 and m = 64, cached oracle) and of ``grads_mp``
 per sample (40 digits). Networks the size limit declines are built anyway (limits lifted) so the
@@ -29,10 +29,10 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import handgrad.reference.oracles.sympy_oracle as so  # noqa: E402
 import numpy as np  # noqa: E402
 
 import handgrad as hg  # noqa: E402
-import reference.oracles.sympy_oracle as so  # noqa: E402
 
 ARCHS = [(2, 3, 3, 1), (4, 4, 4, 4), (3, 8, 8, 1), (8, 8, 8), (4, 6, 6, 6, 4), (8, 8, 8, 8), (6, 6, 6, 6, 6, 6),
          (8, 16, 16, 1), (8, 8, 8, 8, 8), (16, 16, 16, 1), (8, 8, 8, 8, 8, 8)]

@@ -28,11 +28,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import mpmath
 import numpy as np
+from handgrad.reference.oracles.finite_diff import NonFiniteError, complex_step_supported, fd_grads
+from handgrad.reference.oracles.jax_oracle import OracleRangeError, jax_grads
+from handgrad.reference.oracles.ops import MPMATH_OPS
 
 import handgrad as hg
-from reference.oracles.finite_diff import NonFiniteError, complex_step_supported, fd_grads
-from reference.oracles.jax_oracle import OracleRangeError, jax_grads
-from reference.oracles.ops import MPMATH_OPS
 
 __all__ = ["main", "reference"]
 
@@ -43,7 +43,7 @@ H_REF = mpmath.mpf("1e-15")
 REF_ACCURACY = 1e-25
 
 
-MpOps = MPMATH_OPS  # mpmath on object arrays, from reference.oracles.ops
+MpOps = MPMATH_OPS  # mpmath on object arrays, from handgrad.reference.oracles.ops
 
 
 def _mp(a: np.ndarray) -> np.ndarray:

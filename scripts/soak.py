@@ -23,10 +23,10 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import numpy as np  # noqa: E402
+from handgrad.reference.cases.pools import fits_output  # noqa: E402
+from handgrad.reference.cases.strategies import SCALES, CaseSpec, build_case, in_domain  # noqa: E402
 
 import handgrad as hg  # noqa: E402
-from reference.cases.pools import fits_output  # noqa: E402
-from reference.cases.strategies import SCALES, CaseSpec, build_case, in_domain  # noqa: E402
 
 
 def make_pool(n: int, seed: int) -> list[tuple]:
@@ -49,7 +49,7 @@ def make_pool(n: int, seed: int) -> list[tuple]:
 
 def run_chunk(args: tuple) -> tuple[Counter, list[str], int, dict[str, tuple[float, str]]]:
     pool, start, count, seed, sympy_every = args
-    from reference.judge.referee import referee
+    from handgrad.reference.judge.referee import referee
 
     rng = np.random.default_rng([seed, start])
     verdicts: Counter = Counter()

@@ -13,11 +13,11 @@ from __future__ import annotations
 import sys
 import time
 
+import handgrad.reference.oracles.optax_oracle as oo
+from handgrad.reference.cases.optim_strategies import OptimProblem, gradient_problems, hyperparams
 from hypothesis import HealthCheck, given, settings
 
 import handgrad as hg
-import reference.oracles.optax_oracle as oo
-from reference.cases.optim_strategies import OptimProblem, gradient_problems, hyperparams
 
 NAMES = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 

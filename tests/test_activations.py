@@ -13,11 +13,11 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
+from handgrad.reference.oracles.ops import SYMPY_OPS
 from hypothesis import given
 from hypothesis import strategies as st
 
 import handgrad as hg
-from reference.oracles.ops import SYMPY_OPS
 
 ELEMENTWISE = [a for a in hg.iter_activations() if a.elementwise]
 

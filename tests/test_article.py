@@ -42,7 +42,7 @@ def test_given_weights_are_not_modified_and_reproducible() -> None:
 
 
 def test_trajectory_matches_independent_jax_gradient_descent() -> None:
-    from reference.oracles import jax_oracle
+    from handgrad.reference.oracles import jax_oracle
 
     net = hg.article_network()
     p0 = net.article_init(np.random.default_rng(5))

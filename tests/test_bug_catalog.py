@@ -7,9 +7,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from reference import CertificationError, certify_backward
-from reference.cases.bug_catalog import BUGS, Bug, Textbook
+from handgrad.reference import CertificationError, certify_backward
+from handgrad.reference.cases.bug_catalog import BUGS, Bug, Textbook
 
 EXAMPLES = 25
 
@@ -25,7 +24,7 @@ def test_bug_is_caught_and_localized(bug: Bug) -> None:
     text = str(info.value)
     # Article notation for the element, every source's value, and a recipe to rebuild the case.
     assert re.search(r"dL/d[wb]_\d+\^\(\d\)", text)
-    assert "hand = " in text and "JAX = " in text and "reference.build_case(CaseSpec(" in text
+    assert "hand = " in text and "JAX = " in text and "handgrad.reference.build_case(CaseSpec(" in text
 
 
 ARCHS = sorted({(b.sizes, b.activations, b.loss, b.fuse) for b in BUGS})

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from handgrad.reference.cli import UsageError, latex_to_text, main, parse_sizes, parse_weight
 
 import handgrad as hg
-from reference.cli import UsageError, latex_to_text, main, parse_sizes, parse_weight
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -180,7 +180,7 @@ def test_certify_user_backward_bug_is_named(in_tests_dir: Path, tmp_path: Path,
     assert "NOT CERTIFIED: user_backward_example:wrong_first_layer on 2-3-1" in out
     # The report names the tensor and the element in article notation, with every source's value.
     assert re.search(r"disagree on dL/d(w_\d\d|b_\d)\^\(1\) \((W1|B1)\[", out), out
-    assert "hand = " in out and "JAX = " in out and "reproduce: reference.build_case(" in out
+    assert "hand = " in out and "JAX = " in out and "reproduce: handgrad.reference.build_case(" in out
     assert "subject" not in out.splitlines()[0]  # --quiet: no table
     data = json.loads((tmp_path / "handgrad-report.json").read_text())
     assert data["ok"] is False and data["subjects"][0]["status"] == "FAILED"
@@ -193,9 +193,9 @@ def test_certify_user_backward_bug_is_named(in_tests_dir: Path, tmp_path: Path,
 def test_certify_without_matplotlib_writes_the_rest(in_tests_dir: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    import reference.cli.plot
+    import handgrad.reference.cli.plot
 
-    monkeypatch.setattr(reference.cli.plot, "matplotlib_available", lambda: False)
+    monkeypatch.setattr(handgrad.reference.cli.plot, "matplotlib_available", lambda: False)
     rc = main(["certify", "--backward", "user_backward_example:correct", "--arch", "2-2-1", "--activation",
                "sigmoid", "--examples", "2", "--report-dir", str(tmp_path), "--quiet"])
     out = capsys.readouterr().out
@@ -283,15 +283,14 @@ def test_text_form_equals_the_oracles_closed_form(sizes: tuple[int, ...], acts: 
     a float64 ulp, so they must agree to within the rounding of the reference: ulp(reference)."""
     import numpy as np
     import sympy as sp
+    from handgrad.reference.oracles.ops import SYMPY_OPS
+    from handgrad.reference.oracles.sympy_oracle import get_sympy_oracle
     from sympy.parsing.sympy_parser import (
         convert_xor,
         implicit_multiplication_application,
         parse_expr,
         standard_transformations,
     )
-
-    from reference.oracles.ops import SYMPY_OPS
-    from reference.oracles.sympy_oracle import get_sympy_oracle
 
     assert main(["derive", "--arch", "-".join(map(str, sizes)), "--activation", ",".join(acts), "--loss", loss]) == 0
     formulas = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
@@ -387,7 +386,7 @@ def test_demo_options(capsys: pytest.CaptureFixture[str]) -> None:
 # -- the chart and CITATION.cff -----------------------------------------------------------------
 
 def test_chart_handles_zero_inf_and_over_budget(tmp_path: Path) -> None:
-    from reference.cli.plot import plot_error_budget
+    from handgrad.reference.cli.plot import plot_error_budget
 
     path = plot_error_budget({"ok subject": {"W1": 0.0, "B1": 0.3}, "buggy": {"W1": 4e12, "B1": float("inf")}},
                              tmp_path / "chart.png")
@@ -426,7 +425,7 @@ def test_certify_jobs_do_not_change_results(tmp_path: Path, capsys: pytest.Captu
 
 
 def _documented_commands() -> list[str]:
-    from reference.cli import build_parser
+    from handgrad.reference.cli import build_parser
 
     good = (ROOT / "docs" / "cli.md").read_text().split("## Bad arguments")[0]  # (those must fail)
     lines = [line[2:] for line in good.splitlines() if line.startswith("$ handgrad")]
@@ -443,7 +442,7 @@ def test_documented_commands_parse() -> None:
     epilogs is accepted by the parser."""
     import shlex
 
-    from reference.cli import build_parser
+    from handgrad.reference.cli import build_parser
 
     commands = _documented_commands()
     assert len(commands) > 20

@@ -7,15 +7,15 @@ import re
 from pathlib import Path
 
 import pytest
-
-from reference.docgen import apidoc
+from handgrad.reference.docgen import apidoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def test_api_reference_is_current() -> None:
-    assert (ROOT / "docs" / "api.md").read_text() == apidoc.render_api(), "run: python -m reference.docgen.apidoc"
+    assert (ROOT / "docs" / "api.md").read_text() == apidoc.render_api(), \
+        "run: python -m handgrad.reference.docgen.apidoc"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

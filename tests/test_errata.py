@@ -5,7 +5,7 @@ How a formula is checked without a guessed tolerance:
 * The article's formulas are evaluated in **interval arithmetic** (``mpmath.iv``, 40 digits) on
   the article's 2-3-3-1 sigmoid network: each result is an interval that provably contains the
   exact value of the formula (its radius is ~1e-35, far below anything float64 resolves).
-* The JAX oracle (``reference.oracles.jax_oracle.jax_grads``) computes the true gradient in float64. Its
+* The JAX oracle (``handgrad.reference.oracles.jax_oracle.jax_grads``) computes the true gradient in float64. Its
   rounding error is bounded by a **running error analysis** of the computation it performs
   (:func:`jax_rounding_bound`, derived in its docstring).
 * A formula *agrees* with the oracle on an element when the distance from the oracle's value to
@@ -24,10 +24,10 @@ import itertools
 import numpy as np
 import pytest
 import sympy as sp
+from handgrad.reference.oracles.jax_oracle import jax_grads
 from mpmath import iv
 
 import handgrad as hg
-from reference.oracles.jax_oracle import jax_grads
 
 U = 2.0**-53
 SIGMA1 = 0.25  # max |sigma'|

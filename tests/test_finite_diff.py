@@ -3,7 +3,7 @@ r"""The finite-difference witness: agreement with JAX within its own error, kink
 Tolerances are derived, never guessed. Finite differences vs JAX: :math:`|D - g_{JAX}| \le`
 ``fd.error`` (the witness's own rounding + truncation estimate, derived in
 ``reference/finite_diff.py``) + :math:`u K M` (JAX's share: the referee's running-error budget of a
-float64 backprop, :meth:`reference.judge.tolerance.Budget.hand_only`). Where a perturbation crossed a
+float64 backprop, :meth:`handgrad.reference.judge.tolerance.Budget.hand_only`). Where a perturbation crossed a
 kink, ``fd.error`` brackets both one-sided quotients, so the same inequality still holds, and the
 kink tests check the one-sided quotients directly. The error estimates themselves are checked
 against a 60-digit mpmath reference (here on a few nets; ``scripts/measure_fd_error.py`` runs
@@ -20,14 +20,10 @@ import mpmath
 import numpy as np
 import pytest
 from _oracle_cases import BAD_INPUTS, activation_cases, draw, loss_cases
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-import handgrad as hg
-from reference.cases.strategies import examples
-from reference.judge.tolerance import error_budget
-from reference.oracles import finite_diff
-from reference.oracles.finite_diff import (
+from handgrad.reference.cases.strategies import examples
+from handgrad.reference.judge.tolerance import error_budget
+from handgrad.reference.oracles import finite_diff
+from handgrad.reference.oracles.finite_diff import (
     H_COMPLEX,
     FDResult,
     NonFiniteError,
@@ -36,8 +32,12 @@ from reference.oracles.finite_diff import (
     fd_grads,
     loss_rounding_bound,
 )
-from reference.oracles.jax_oracle import jax_grads
-from reference.oracles.ops import MPMATH_OPS
+from handgrad.reference.oracles.jax_oracle import jax_grads
+from handgrad.reference.oracles.ops import MPMATH_OPS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import handgrad as hg
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -65,7 +65,7 @@ def _assert_agrees_with_jax(net: hg.Network, params: dict, X: np.ndarray, Y: np.
         assert max(ratios.values()) <= 1, f"{method}: |FD - JAX| / (fd.error + JAX share) = {ratios}"
 
 
-MpOps = MPMATH_OPS  # mpmath on object arrays, from reference.oracles.ops
+MpOps = MPMATH_OPS  # mpmath on object arrays, from handgrad.reference.oracles.ops
 
 
 def _mp_loss(net: hg.Network, P: dict, X: np.ndarray, Y: np.ndarray) -> Any:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from reference.docgen import handout
-from reference.docgen.handout import HANDOUT_PATH, HandoutError, main, render_handout
+from handgrad.reference.docgen import handout
+from handgrad.reference.docgen.handout import HANDOUT_PATH, HandoutError, main, render_handout
 
 
 def test_committed_handout_is_what_the_generator_produces() -> None:
     committed = HANDOUT_PATH.read_text(encoding="utf-8")
-    assert committed == render_handout(), "docs/handout.md is stale: run `python -m reference.docgen.handout`"
+    assert committed == render_handout(), "docs/handout.md is stale: run `python -m handgrad.reference.docgen.handout`"
 
 
 def test_handout_follows_the_article() -> None:

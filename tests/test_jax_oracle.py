@@ -3,13 +3,13 @@ r"""The JAX oracle against handgrad: forward, loss and gradients, every activati
 Tolerances are derived, never guessed:
 
 * gradients: :math:`|g_{JAX} - g_{hand}| \le 2u\,K M` per element, the referee's budget
-  (:func:`reference.judge.tolerance.error_budget`, ``against(float64)``): K is the path constant and M
+  (:func:`handgrad.reference.judge.tolerance.error_budget`, ``against(float64)``): K is the path constant and M
   the running-error magnitude of backpropagation at that element (its derivation is in
   ``reference/tolerance.py`` and ``docs/tolerances.md``);
 * forward: the same budget's ``forward_budget(float64)``;
 * loss value: the JAX loss and the finite-difference module's numpy evaluation compute the *same*
   definitions in float64, each within the running error bound :math:`\epsilon` of
-  :func:`reference.oracles.finite_diff.loss_rounding_bound` of the exact value (with library functions
+  :func:`handgrad.reference.oracles.finite_diff.loss_rounding_bound` of the exact value (with library functions
   within ``LIB_ULPS`` u), so they differ by at most :math:`2\epsilon`.
 
 A deliberately wrong backward (1% off) exceeds these budgets by orders of magnitude.
@@ -23,14 +23,10 @@ from typing import Any
 import numpy as np
 import pytest
 from _oracle_cases import BAD_INPUTS, activation_cases, draw, loss_cases, within
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-import handgrad as hg
-from reference.cases.strategies import examples
-from reference.judge.tolerance import error_budget
-from reference.oracles.finite_diff import definition_loss, fd_grads, loss_rounding_bound
-from reference.oracles.jax_oracle import (
+from handgrad.reference.cases.strategies import examples
+from handgrad.reference.judge.tolerance import error_budget
+from handgrad.reference.oracles.finite_diff import definition_loss, fd_grads, loss_rounding_bound
+from handgrad.reference.oracles.jax_oracle import (
     EXP_SQUARE_LIMIT,
     MIN_BUCKET,
     JaxOracle,
@@ -42,7 +38,11 @@ from reference.oracles.jax_oracle import (
     jax_grads,
     quotient_of_exponentials,
 )
-from reference.oracles.ops import jax_ops
+from handgrad.reference.oracles.ops import jax_ops
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import handgrad as hg
 
 BATCHES = (1, 5)  # both pad to MIN_BUCKET columns: one compiled executable per architecture
 

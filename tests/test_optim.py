@@ -1,6 +1,6 @@
 """handgrad.optim: validation, purity, and the certificate against optax.
 
-The certificate (``reference.oracles.optax_oracle.certify_optimizer``) runs handgrad's optimizer and
+The certificate (``handgrad.reference.oracles.optax_oracle.certify_optimizer``) runs handgrad's optimizer and
 optax's equivalent on the same hypothesis-drawn open-loop gradient sequence (60 steps, float64)
 and compares every parameter and every update at every step against the derived rounding bound
 ``trajectory_tolerance`` (below 1.1e-13 of the magnitude scale for the drawn hyperparameters; the
@@ -14,19 +14,19 @@ from __future__ import annotations
 import doctest
 import math
 
+import handgrad.reference.oracles.optax_oracle as oo
 import jax
 import jax.numpy as jnp
 import mpmath
 import numpy as np
 import optax
 import pytest
+from handgrad.reference.cases.optim_strategies import gradient_problems, hyperparams
+from handgrad.reference.cases.strategies import examples
 from hypothesis import given, settings
 
 import handgrad as hg
-import reference.oracles.optax_oracle as oo
 from handgrad import optim
-from reference.cases.optim_strategies import gradient_problems, hyperparams
-from reference.cases.strategies import examples
 
 NAMES = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 STEPS = 60

@@ -1,4 +1,4 @@
-"""Exact certificates (reference.proofs): local rules, network identities, layer rules, and teeth.
+"""Exact certificates (handgrad.reference.proofs): local rules, network identities, layer rules, and teeth.
 
 Everything here is exact (SymPy, SymEngine, or arithmetic modulo a prime); no tolerance appears.
 The big architectures live in scripts/bench_proof.py; the largest net proved here is 8-16-16-1.
@@ -12,13 +12,8 @@ import math
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-import handgrad as hg
-from handgrad import Network
-from reference.cases.strategies import examples
-from reference.proofs import (
+from handgrad.reference.cases.strategies import examples
+from handgrad.reference.proofs import (
     ERROR_TARGET,
     PRIME,
     ULP_BUDGET,
@@ -31,10 +26,15 @@ from reference.proofs import (
     prove_network,
     symbolic_cost,
 )
-from reference.proofs import activation as proof_activation
-from reference.proofs import layers as proof_layers
-from reference.proofs import network as proof_network
-from reference.proofs.network import MATMUL_CHUNK, ModArray, UnsupportedOperation
+from handgrad.reference.proofs import activation as proof_activation
+from handgrad.reference.proofs import layers as proof_layers
+from handgrad.reference.proofs import network as proof_network
+from handgrad.reference.proofs.network import MATMUL_CHUNK, ModArray, UnsupportedOperation
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import handgrad as hg
+from handgrad import Network
 
 # ---------------------------------------------------------------------------------------------
 # 1. local rules

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from handgrad.reference import build_case, case_specs, examples, referee
+from handgrad.reference.cases.pools import activation_pool, loss_pool
+from handgrad.reference.cases.strategies import CaseSpec, architectures
+from handgrad.reference.judge.referee import referee_forward
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import handgrad as hg
-from reference import build_case, case_specs, examples, referee
-from reference.cases.pools import activation_pool, loss_pool
-from reference.cases.strategies import CaseSpec, architectures
-from reference.judge.referee import referee_forward
 
 ACTIVATIONS = hg.activation_names()
 LOSSES = hg.loss_names()
@@ -75,7 +75,7 @@ def test_float32_certified_with_its_own_budget(spec: CaseSpec) -> None:
 
 def test_float32_budget_is_wider_than_float64() -> None:
     spec = CaseSpec((3, 3, 1), ("tanh", "sigmoid"), "squared_error", True, 2, "unit", 1)
-    from reference.judge.tolerance import error_budget
+    from handgrad.reference.judge.tolerance import error_budget
 
     net, params, X, Y = build_case(spec, filter_domain=False)
     b = error_budget(net, params, X, Y)

@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from handgrad.reference import CaseSpec, build_case, certify_backward, referee
+from handgrad.reference.cases.bug_catalog import Textbook
 
 import handgrad as hg
-from reference import CaseSpec, build_case, certify_backward, referee
-from reference.cases.bug_catalog import Textbook
 
 ORACLES = ("jax", "fd")  # SymPy is exercised by the property suite; these tests stay fast
 
@@ -43,7 +43,7 @@ def test_mismatch_names_pair_tensor_element_and_values() -> None:
     assert mm.element == "w_12^(2)" and mm.index == (0, 1) and mm.n_bad == 1
     assert set(mm.values) == {"hand", "JAX", "finite differences"}
     text = r.text()
-    assert "dL/dw_12^(2)" in text and "reference.build_case(CaseSpec(" in text
+    assert "dL/dw_12^(2)" in text and "handgrad.reference.build_case(CaseSpec(" in text
 
 
 @pytest.mark.parametrize(("mutate", "message"), [
@@ -145,7 +145,7 @@ def test_float32_leaking_into_a_float64_backward_is_caught() -> None:
 
 
 def test_oracle_disagreement_is_inconclusive_and_explained(monkeypatch: pytest.MonkeyPatch) -> None:
-    import reference.oracles.jax_oracle as jo
+    import handgrad.reference.oracles.jax_oracle as jo
 
     net, p, X, Y = _case(ARTICLE)
     oracle = jo.get_jax_oracle(net)
@@ -179,7 +179,7 @@ def test_renderings_text_markdown_json() -> None:
 
 
 def test_certify_backward_reproduce_recipe_rebuilds_the_failing_case() -> None:
-    from reference import CertificationError
+    from handgrad.reference import CertificationError
 
     def sign_flip(params, X, Y):
         net = hg.Network((2, 2, 1), ["tanh", "sigmoid"])
@@ -189,7 +189,7 @@ def test_certify_backward_reproduce_recipe_rebuilds_the_failing_case() -> None:
         certify_backward(sign_flip, (2, 2, 1), ["tanh", "sigmoid"], examples=5, oracles=ORACLES)
     recipe = info.value.report.reproduce
     namespace: dict = {}
-    exec("import reference\nfrom reference import CaseSpec\ncase = " + recipe, namespace)
+    exec("import handgrad.reference\nfrom handgrad.reference import CaseSpec\ncase = " + recipe, namespace)
     net, p, X, Y = namespace["case"]
     assert referee(net, p, X, Y, sign_flip, oracles=ORACLES).verdict == "mismatch"
 
@@ -217,7 +217,7 @@ def test_no_false_alarm_for_a_sigmoid_computed_through_tanh() -> None:
     # true value is 1e-18): float rounding of a textbook formula, not a bug.
     class ViaTanh(Textbook):
         def __call__(self, params, X, Y):
-            from reference.cases import bug_catalog as bc
+            from handgrad.reference.cases import bug_catalog as bc
 
             saved = bc._F["sigmoid"]
             bc._F["sigmoid"] = lambda z: 0.5 * (1 + np.tanh(z / 2))

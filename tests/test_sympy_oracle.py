@@ -4,11 +4,11 @@ high-precision evaluation; kinks; the size limit; LaTeX in the article's notatio
 Tolerances are derived, never guessed:
 
 * gradients, hand vs SymPy: :math:`|g_{SymPy} - g_{hand}| \le 2u\,K M` per element, the referee's
-  budget (:func:`reference.judge.tolerance.error_budget`, ``against(float64)``): K is the path constant
+  budget (:func:`handgrad.reference.judge.tolerance.error_budget`, ``against(float64)``): K is the path constant
   and M the running-error magnitude of the gradient element (``docs/tolerances.md``);
 * forward: the same budget's ``forward_budget(float64)``;
 * loss: the oracle and the finite-difference module evaluate the same definitions, each within the
-  running error bound :math:`\epsilon` of :func:`reference.oracles.finite_diff.loss_rounding_bound` of the
+  running error bound :math:`\epsilon` of :func:`handgrad.reference.oracles.finite_diff.loss_rounding_bound` of the
   exact loss (the oracle in longdouble, tighter still), so they differ by at most :math:`2\epsilon`;
 * ``grads`` vs ``grads_mp``: ``grads_mp`` is the exact value correctly rounded (error
   :math:`\le u|g|`, 40 digits carried); ``grads`` evaluates the same closed forms in the oracle's
@@ -27,12 +27,10 @@ import numpy as np
 import pytest
 import sympy as sp
 from _oracle_cases import BAD_INPUTS, activation_cases, draw, loss_cases, within
-
-import handgrad as hg
-from reference import CaseSpec, build_case, referee
-from reference.judge.tolerance import error_budget
-from reference.oracles.finite_diff import definition_loss, loss_rounding_bound
-from reference.oracles.sympy_oracle import (
+from handgrad.reference import CaseSpec, build_case, referee
+from handgrad.reference.judge.tolerance import error_budget
+from handgrad.reference.oracles.finite_diff import definition_loss, loss_rounding_bound
+from handgrad.reference.oracles.sympy_oracle import (
     _EVAL_DTYPE,
     SYMPY_MAX_NODES,
     SYMPY_MAX_PARAMS,
@@ -44,6 +42,8 @@ from reference.oracles.sympy_oracle import (
     get_sympy_oracle,
     sympy_grads,
 )
+
+import handgrad as hg
 
 U64 = 2.0**-53
 U_EVAL = float(np.finfo(_EVAL_DTYPE).eps) / 2
@@ -237,7 +237,7 @@ def test_declines_beyond_the_size_limit() -> None:
 
 
 def test_build_time_limit_is_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
-    import reference.oracles.sympy_oracle as so
+    import handgrad.reference.oracles.sympy_oracle as so
 
     monkeypatch.setattr(so, "SYMPY_HARD_NODES", 50)
     net = hg.Network((2, 3, 3, 2), ["gelu", "gelu", "softmax"], "cross_entropy", fuse=False)
@@ -417,7 +417,7 @@ def test_bad_arguments() -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    import reference.oracles.sympy_oracle as so
+    import handgrad.reference.oracles.sympy_oracle as so
 
     result = doctest.testmod(so, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted >= 4

@@ -20,13 +20,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from handgrad.reference.cases.optim_strategies import betas, epsilons, gradient_problems, hyperparams
+from handgrad.reference.cases.strategies import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad import optim, training
-from reference.cases.optim_strategies import betas, epsilons, gradient_problems, hyperparams
-from reference.cases.strategies import examples
 
 U = 2.0**-53
 

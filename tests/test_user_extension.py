@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from handgrad.reference import CertificationError, certify_network
+from handgrad.reference.cases.pools import activation_pool
 
 import handgrad as hg
-from reference import CertificationError, certify_network
-from reference.cases.pools import activation_pool
 
 
 def softsign_definition(z: Any, ops: hg.Ops) -> Any:

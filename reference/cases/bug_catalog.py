@@ -1,7 +1,7 @@
 r"""The bug catalog: realistic backprop mistakes, each written as a wrong ``backward(params, X, Y)``.
 
 A verification suite is only as good as the bugs it catches. Every entry here must be caught by
-:func:`reference.certify_backward`, with the report naming a tensor the bug corrupts
+:func:`handgrad.reference.certify_backward`, with the report naming a tensor the bug corrupts
 (``tests/test_bug_catalog.py``). The correct baseline, :class:`Textbook`, is the article's
 recurrence written the way a student would write it; each bug overrides exactly one step::
 

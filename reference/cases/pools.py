@@ -17,7 +17,7 @@ range fits it, both fused (the loss's fused rule, when it has one) and unfused.
 
 Everything is read from the registry when called, so activations and losses registered by a
 user (``handgrad.register_activation``) get pools too. ``(sizes, activations, loss, fuse)``
-tuples are what :func:`reference.cases.strategies.case_specs` and :func:`handgrad.Network` take.
+tuples are what :func:`handgrad.reference.cases.strategies.case_specs` and :func:`handgrad.Network` take.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ class CaseSpec(NamedTuple):
         return Network(self.sizes, list(self.activations), self.loss, fuse=self.fuse)
 
     def reproduce(self, dtype: str = "float64") -> str:
-        return f"reference.build_case({self!r}, dtype='{dtype}', filter_domain=False)"
+        return f"handgrad.reference.build_case({self!r}, dtype='{dtype}', filter_domain=False)"
 
 
 def _check_range(name_min: str, lo: int, name_max: str, hi: int, floor: int) -> None:

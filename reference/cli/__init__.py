@@ -917,7 +917,7 @@ def _balanced_outer(t: str) -> bool:
 
 
 def latex_to_text(tex: str) -> str | None:
-    r"""Plain text for the LaTeX that :meth:`reference.oracles.sympy_oracle.SympyOracle.latex` prints:
+    r"""Plain text for the LaTeX that :meth:`handgrad.reference.oracles.sympy_oracle.SympyOracle.latex` prints:
     ``\frac{\partial L}{\partial w_{11}^{(3)}} = 2 \hat y x_{31} ...`` becomes
     ``dL/dw_11^(3) = 2 yhat x_31 ...``. None when the LaTeX holds a construct this reader does not
     know (the caller then shows the LaTeX itself).

@@ -9,7 +9,7 @@ parameter tensor :math:`W^{(l)}`, :math:`B^{(l)}`, the worst ratio
 
 over every case, reference (SymPy, JAX, finite differences) and element, on a log axis with the
 budget line at :math:`\rho = 1`: a bar left of the line is within its derived rounding budget
-(:mod:`reference.judge.tolerance`), a bar right of it (drawn red) is a mismatch. Tensor names are the
+(:mod:`handgrad.reference.judge.tolerance`), a bar right of it (drawn red) is a mismatch. Tensor names are the
 code's (``W1, B1, ...``) and aggregate over every architecture of the subject's pool, so ``W3``
 is the worst over the pool's networks that have a third layer.
 

@@ -3,7 +3,7 @@ r"""Certify a backward function -- handgrad's or your own -- over many hypothesi
 In your own test suite::
 
     import numpy as np
-    from reference import certify_backward
+    from handgrad.reference import certify_backward
 
     def my_backward(params, X, Y):          # params: W1, B1, ...; X: (n0, m); Y: (nL, m)
         ...                                 # your hand-written backprop
@@ -187,7 +187,7 @@ def certify_backward(
       min_batch, max_batch: the batch sizes m drawn.
       vary_shapes: also draw the hidden widths (1..``max_width``); the depth, input and output
         widths stay as given. Use it when your backward is written for any width.
-      scales: weight scales to draw from (see :mod:`reference.cases.strategies`), saturating included.
+      scales: weight scales to draw from (see :mod:`handgrad.reference.cases.strategies`), saturating included.
       oracles: the references (``"sympy"``, ``"jax"``, ``"fd"``).
       seed: hypothesis seed; the same seed replays the same cases.
       raise_on_failure: raise :class:`CertificationError` with the shrunk failing case's report.

@@ -4,16 +4,16 @@ Sources. ``hand`` is the provider under test (handgrad's backward, or a user's
 ``backward(params, X, Y) -> grads``). The references are independent of it:
 
 * ``SymPy``: closed forms of :math:`\partial L/\partial w_{ij}^{(l)}` from differentiating the
-  composite loss (:mod:`reference.oracles.sympy_oracle`), for networks up to its size limit;
-* ``JAX``: ``jax.grad`` of an independent ``jax.numpy`` forward (:mod:`reference.oracles.jax_oracle`);
+  composite loss (:mod:`handgrad.reference.oracles.sympy_oracle`), for networks up to its size limit;
+* ``JAX``: ``jax.grad`` of an independent ``jax.numpy`` forward (:mod:`handgrad.reference.oracles.jax_oracle`);
 * ``finite differences``: central or complex-step differences of a third forward
-  (:mod:`reference.oracles.finite_diff`), with their own error estimates.
+  (:mod:`handgrad.reference.oracles.finite_diff`), with their own error estimates.
 
 Procedure (shape before values, forward before backward):
 
 1. The provider's output is checked for type, keys, shapes and finiteness; a wrong shape or a
    missing key is reported in words, never as a numpy traceback.
-2. The error budget of every element is derived (:mod:`reference.judge.tolerance`).
+2. The error budget of every element is derived (:mod:`handgrad.reference.judge.tolerance`).
 3. The oracles are cross-checked *among themselves* first (SymPy vs JAX, finite differences vs
    JAX). If they disagree, the case is ``inconclusive`` and the report says which oracle pair
    disagreed: the hand code is never blamed for an oracle's failure.
@@ -422,7 +422,7 @@ def referee_forward(net: Network, params: Mapping[str, np.ndarray], X: np.ndarra
                     policy: TolerancePolicy = DEFAULT_POLICY) -> list[TensorCheck]:
     r"""Forward before backward: handgrad's :math:`\hat y` against each oracle's forward pass.
 
-    The budget is :math:`(u_{hand} + u_{64}) K M_a^{(L)}` from :mod:`reference.judge.tolerance`.
+    The budget is :math:`(u_{hand} + u_{64}) K M_a^{(L)}` from :mod:`handgrad.reference.judge.tolerance`.
     Returns one :class:`TensorCheck` per oracle (tensor ``"yhat"``); oracles that decline (SymPy
     above its size limit) are left out.
     """

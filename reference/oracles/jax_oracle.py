@@ -8,7 +8,7 @@ Independence. The forward pass below is written from scratch against the shared 
 
 with :math:`\ell` the loss's ``definition`` on :math:`\hat y` (or, when ``net.fused_rule`` is set,
 the fused rule's ``definition`` on the last logits :math:`z^{(L)}`), and ``ops`` the
-``jax.numpy`` namespace of :func:`reference.oracles.ops.jax_ops` (float64). ``jax.grad`` then gives
+``jax.numpy`` namespace of :func:`handgrad.reference.oracles.ops.jax_ops` (float64). ``jax.grad`` then gives
 :math:`\partial L/\partial w_{ij}^{(l)}` and :math:`\partial L/\partial b_i^{(l)}`. Nothing of
 handgrad's numpy forward, backward or hand-written derivatives is called; from the network the
 oracle reads only metadata (``sizes``, each activation's ``definition``, the loss's ``definition``,

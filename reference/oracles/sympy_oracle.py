@@ -10,7 +10,7 @@ expression in named symbols, the way the article does for its 2-3-3-1 net:
 with :math:`x_{1j}` the inputs, :math:`f_l` the activation's shared ``definition`` and
 :math:`\ell` the loss's ``definition`` on :math:`\hat y` -- or, when ``net.fused_rule`` is set, the
 fused rule's ``definition`` on the last pre-activations :math:`z^{(L)}`. Each definition is
-evaluated by :data:`reference.oracles.ops.SYMPY_OPS` on a numpy object array of SymPy symbols
+evaluated by :data:`handgrad.reference.oracles.ops.SYMPY_OPS` on a numpy object array of SymPy symbols
 :math:`z_i^{(l)}` (one per unit; comparisons such as ``z > 0`` stay symbolic), and the composite is
 then assembled by substituting :math:`W^{(l)} x^{(l)} + B^{(l)}` for the :math:`z^{(l)}`, layer by
 layer, down to the parameters and inputs. The substitution is done in SymEngine (SymPy's C++
@@ -72,7 +72,7 @@ samples in that precision and rounds to float64 once: the closed forms are arran
 from backprop's, and the 11 extra bits keep the oracle's own rounding far inside its share
 :math:`u_{64} K M` of the referee's budget. Samples that come out non-finite (a definition
 overflowing, e.g. ``exp(-z)`` for z < -11356 in longdouble) are recomputed with mpmath at 30, then
-80 digits; :class:`~reference.oracles.inputs.NonFiniteError` if they stay non-finite (e.g. an unfused
+80 digits; :class:`~handgrad.reference.oracles.inputs.NonFiniteError` if they stay non-finite (e.g. an unfused
 ``log(1 - p)`` with p = 1 to 80 digits). :meth:`SympyOracle.grads_mp` evaluates the same closed
 forms with mpmath at ``dps`` digits and rounds to the nearest float64: the high-precision reference.
 

@@ -4,14 +4,14 @@ A tolerance check says "agrees at these points"; an exact certificate says "equa
 Three layers, each documented in its module:
 
 1. :func:`prove_activation`, :func:`prove_loss`, :func:`prove_fused_rule`
-   (:mod:`reference.proofs.activation`): every hand-written local rule (``derivative``, ``vjp``,
+   (:mod:`handgrad.reference.proofs.activation`): every hand-written local rule (``derivative``, ``vjp``,
    a loss's ``grad``, a fused ``delta``) equals the SymPy derivative of its shared definition,
    branch by branch, with the kink convention checked exactly at the kink.
-2. :func:`prove_network` (:mod:`reference.proofs.network`): handgrad's actual forward and backward
+2. :func:`prove_network` (:mod:`handgrad.reference.proofs.network`): handgrad's actual forward and backward
    code, run with opaque activations on exact values, equals the derivative of the composite
    loss for every parameter: deterministically (SymEngine) for small nets, by an exact
    randomized identity test modulo a prime, with a stated error bound, for large ones.
-3. :func:`prove_layer_rules` (:mod:`reference.proofs.layers`): the article's matrix rules for one
+3. :func:`prove_layer_rules` (:mod:`handgrad.reference.proofs.layers`): the article's matrix rules for one
    layer, :math:`\partial L/\partial W = \delta\, a_{prev}^T`, :math:`\partial L/\partial B = \delta\,\mathbf 1`,
    :math:`\partial L/\partial a_{prev} = W^T\delta`, :math:`\delta = \partial L/\partial a \odot f'(z)`,
    for symbolic sizes: the general certificate.

@@ -6,7 +6,7 @@ on exact numbers instead of floats. Only the activations are swapped for *opaque
 :class:`~handgrad.Activation` whose forward returns an opaque atom :math:`f_l(z)` and whose
 derivative returns another opaque atom :math:`f_l'(z)`, unrelated to the first. Each activation's
 own rule (:math:`f_l'` really is the derivative of :math:`f_l`) is proved separately by
-:func:`reference.proofs.prove_activation`; this part certifies the network code *for every choice
+:func:`handgrad.reference.proofs.prove_activation`; this part certifies the network code *for every choice
 of activation functions and derivative rules at once*, which, combined with step 1, is the
 statement we want.
 
@@ -63,7 +63,7 @@ loss's *definition* with dual numbers. Otherwise (order comparisons, ``exp``/``l
 code, or a fused rule such as sigmoid + bce) the head is opaque too: the loss gradient
 :math:`\partial\ell/\partial\hat y` (or, for a fused rule, :math:`\partial\ell/\partial z^{(L)}`) becomes
 an atom of the sample's column, and that rule is certified on its own by
-:func:`~reference.proofs.prove_loss` / :func:`~reference.proofs.prove_fused_rule`. Vector-valued
+:func:`~handgrad.reference.proofs.prove_loss` / :func:`~handgrad.reference.proofs.prove_fused_rule`. Vector-valued
 activations (softmax) are opaque with an opaque Jacobian :math:`J(z)` per column, their ``vjp``
 being :math:`J^T g` (proved for softmax by ``prove_activation``).
 """
