@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ._validate import check_array
+from .validation import check_array
 
 __all__ = [
     "Activation",

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validate import check_positive_int, check_real
+from .validation import check_positive_int, check_real
 from .network import Network, Params
 
 __all__ = ["ARTICLE_SIZES", "ARTICLE_X", "ARTICLE_LABEL", "ArticleStep", "article_network", "train_article"]

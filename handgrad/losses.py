@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import check_array
+from .validation import check_array
 from .activations import Ops, _softmax_forward
 
 __all__ = [

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validate import FLOAT_DTYPES, check_array, check_keys, check_real
+from .validation import FLOAT_DTYPES, check_array, check_keys, check_real
 from .activations import Activation, get_activation
 from .losses import FusedRule, Loss, get_loss
 
@@ -253,7 +253,7 @@ class Network:
     def backward(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:
         """Gradients of the mean batch loss for every parameter: ``backward(params, X, Y) -> grads``.
 
-        This is the signature :func:`reference.certify_backward` certifies.
+        This is the signature :func:`handgrad.reference.certify_backward` certifies.
         """
         return self.loss_and_grads(params, X, Y)[1]
 

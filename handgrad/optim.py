@@ -60,7 +60,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validate import check_array, check_real
+from .validation import check_array, check_real
 from .network import Params
 
 __all__ = [

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validate import check_positive_int
+from .validation import check_positive_int
 from .network import Network, Params
 from .optim import Optimizer, State
 

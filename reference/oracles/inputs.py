@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from handgrad import Network
-from handgrad._validate import check_array
+from handgrad.validation import check_array
 
 __all__ = [
     "NonFiniteError",
