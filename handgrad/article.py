@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .validation import check_positive_int, check_real
 from .network import Network, Params
+from .validation import check_positive_int, check_real
 
 __all__ = ["ARTICLE_SIZES", "ARTICLE_X", "ARTICLE_LABEL", "ArticleStep", "article_network", "train_article"]
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .validation import check_array
 from .activations import Ops, _softmax_forward
+from .validation import check_array
 
 __all__ = [
     "Loss",

@@ -27,9 +27,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .validation import FLOAT_DTYPES, check_array, check_keys, check_real
 from .activations import Activation, get_activation
 from .losses import FusedRule, Loss, get_loss
+from .validation import FLOAT_DTYPES, check_array, check_keys, check_real
 
 __all__ = ["Network", "Cache", "Params", "param_names"]
 

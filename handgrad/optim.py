@@ -60,8 +60,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .validation import check_array, check_real
 from .network import Params
+from .validation import check_array, check_real
 
 __all__ = [
     "AdamState",

@@ -43,9 +43,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .validation import check_positive_int
 from .network import Network, Params
 from .optim import Optimizer, State
+from .validation import check_positive_int
 
 __all__ = [
     "Progress",
