@@ -24,10 +24,8 @@ output units), the convention of every oracle here (see ``docs/conventions.md``)
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,7 +36,8 @@ from hypothesis import strategies as st
 import handgrad as hg
 
 from ..cases.strategies import SCALES, CaseSpec, build_case
-from .referee import ORACLES, Backward, Report, referee
+from .referee import ORACLES, Backward, referee
+from .reports import Certificate, Report
 from .tolerance import DEFAULT_POLICY, TolerancePolicy
 
 __all__ = ["Certificate", "CertificationError", "certify_backward", "certify_network"]
@@ -51,88 +50,6 @@ class CertificationError(AssertionError):
         self.certificate = certificate
         self.report = certificate.failure
         super().__init__(certificate.text())
-
-
-@dataclass
-class Certificate:
-    """The outcome of certifying one backward over many cases."""
-
-    subject: str
-    architecture: str
-    dtype: str
-    oracles: tuple[str, ...]
-    cases: int = 0
-    certified: int = 0
-    inconclusive: int = 0
-    per_tensor: dict[str, dict[str, float]] = field(default_factory=dict)
-    failure: Report | None = None
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None and self.certified > 0
-
-    def add(self, report: Report) -> None:
-        self.cases += 1
-        if report.verdict == "inconclusive":
-            self.inconclusive += 1
-            return
-        if report.ok:
-            self.certified += 1
-            for k, d in report.per_tensor().items():
-                agg = self.per_tensor.setdefault(k, {"max_abs": 0.0, "max_rel": 0.0, "ratio": 0.0})
-                for key in agg:
-                    agg[key] = max(agg[key], d[key])
-        for n in report.notes:
-            if n not in self.notes and len(self.notes) < 10 and report.ok:
-                self.notes.append(n)
-
-    def text(self) -> str:
-        status = "CERTIFIED" if self.ok else "NOT CERTIFIED"
-        lines = [f"{status}: {self.subject} on {self.architecture}, {self.dtype}",
-                 f"  {self.cases} cases drawn: {self.certified} certified, {self.inconclusive} inconclusive "
-                 f"(skipped), oracles {', '.join(self.oracles)}, {self.seconds:.1f} s"]
-        if self.per_tensor:
-            lines.append(f"  {'tensor':<8}{'max abs err':>13}{'max rel err':>13}{'worst err/budget':>18}")
-            for k, d in self.per_tensor.items():
-                lines.append(f"  {k:<8}{d['max_abs']:>13.3e}{d['max_rel']:>13.3e}{d['ratio']:>18.3g}")
-        for n in self.notes:
-            lines.append("  note: " + n)
-        if self.failure is not None:
-            lines.append("  The smallest failing case hypothesis found:")
-            lines += ["    " + line for line in self.failure.text().splitlines()]
-        elif self.certified == 0:
-            lines.append("  no case could be decided: nothing is certified")
-        return "\n".join(lines)
-
-    def markdown(self) -> str:
-        status = "certified" if self.ok else "**NOT certified**"
-        lines = [f"## {self.subject}: {status}", "",
-                 f"`{self.architecture}`, {self.dtype}; {self.cases} cases, {self.certified} certified, "
-                 f"{self.inconclusive} inconclusive; oracles: {', '.join(self.oracles)}; {self.seconds:.1f} s", ""]
-        if self.per_tensor:
-            lines += ["| tensor | max abs err | max rel err | worst err / budget |", "|---|---:|---:|---:|"]
-            lines += [f"| {k} | {d['max_abs']:.3e} | {d['max_rel']:.3e} | {d['ratio']:.3g} |"
-                      for k, d in self.per_tensor.items()]
-        for n in self.notes:
-            lines.append(f"- note: {n}")
-        if self.failure is not None:
-            lines += ["", self.failure.markdown()]
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, "architecture": self.architecture, "dtype": self.dtype,
-                "oracles": list(self.oracles), "ok": self.ok, "cases": self.cases,
-                "certified": self.certified, "inconclusive": self.inconclusive,
-                "per_tensor": self.per_tensor, "notes": self.notes, "seconds": self.seconds,
-                "failure": self.failure.to_dict() if self.failure is not None else None}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    def __str__(self) -> str:
-        return self.text()
 
 
 class _Failed(Exception):
