@@ -1,10 +1,13 @@
 """handgrad: the article's hand-written backpropagation, generalized (numpy only).
 
-The system under test of the handgrad verification suite. ``reference`` holds the independent
-oracles and the referee that certify it.
+The system under test of the handgrad verification suite. ``handgrad.reference`` (the
+``reference/`` folder) holds the independent oracles and the referee that certify it; importing
+``handgrad`` does not import it, so ``handgrad`` itself depends on numpy only.
 """
 
-from . import optim, training
+from importlib import metadata as _metadata
+
+from . import notation, optim, training, validation
 from .activations import (
     NUMPY_OPS,
     Activation,
@@ -21,7 +24,10 @@ from .article import ARTICLE_LABEL, ARTICLE_SIZES, ARTICLE_X, ArticleStep, artic
 from .losses import FusedRule, Loss, get_loss, iter_losses, loss_names, register_loss, unregister_loss
 from .network import Cache, Network, Params, param_names
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("handgrad")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Activation",
@@ -45,6 +51,7 @@ __all__ = [
     "iter_losses",
     "leaky_relu",
     "loss_names",
+    "notation",
     "optim",
     "param_names",
     "register_activation",
@@ -53,4 +60,5 @@ __all__ = [
     "training",
     "unregister_activation",
     "unregister_loss",
+    "validation",
 ]
