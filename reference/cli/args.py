@@ -1,0 +1,276 @@
+r"""Argument types and parsing for the ``handgrad`` command.
+
+Arguments are *parsed*, never evaluated: architectures are matched by ``\d+(-\d+)+``, weight
+names by regular expressions (:func:`parse_weight`), activation and loss names looked up in the
+registry, ``module:function`` imported with :mod:`importlib`. A bad argument raises
+:class:`UsageError`, which :func:`handgrad.reference.cli.main` prints as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import os
+import re
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import handgrad as hg
+
+__all__ = ["UsageError", "load_backward", "parse_activations", "parse_sizes", "parse_weight"]
+
+
+class UsageError(Exception):
+    """A bad command line; ``main`` prints it as one line on stderr and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line and never exit the interpreter by themselves."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the epilog's examples as written; show the defaults that say something."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        # Paragraphs of the description are wrapped; the epilog's indented lines are kept as written.
+        paras = text.split("\n\n")
+        out = [p if "\n" in p.strip("\n") else textwrap.fill(p, width, initial_indent=indent,
+                                                              subsequent_indent=indent) for p in paras]
+        return "\n\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_ = action.help or ""
+        if action.default not in (None, False, [], argparse.SUPPRESS) and "default" not in help_ \
+                and action.option_strings:
+            help_ += " (default: %(default)s)"
+        return help_
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing helpers (public: the tests and other front ends use them)
+# ---------------------------------------------------------------------------------------------
+
+_SIZES_RE = re.compile(r"[0-9]+(?:-[0-9]+)+")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"2-3-3-1"`` -> ``(2, 3, 3, 1)``: at least two widths, each a positive integer.
+
+    >>> parse_sizes("2-3-3-1")
+    (2, 3, 3, 1)
+    """
+    if not isinstance(text, str) or _SIZES_RE.fullmatch(text.strip()) is None:
+        raise UsageError(f"architecture must be layer widths joined by '-', like 2-3-3-1; got {text!r}")
+    sizes = tuple(int(t) for t in text.strip().split("-"))
+    if any(n < 1 for n in sizes):
+        raise UsageError(f"every layer width must be at least 1; got {text!r}")
+    if any(n > 4096 for n in sizes):
+        raise UsageError(f"layer widths above 4096 are not supported here; got {text!r}")
+    return sizes
+
+
+def _names_list(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",")]
+    if not items or any(_NAME_RE.fullmatch(t) is None for t in items):
+        raise UsageError(f"{what} must be comma-separated names like sigmoid,tanh; got {text!r}")
+    return items
+
+
+def _check_activation(name: str) -> str:
+    if name not in hg.activation_names():
+        raise UsageError(f"unknown activation {name!r}; registered: {', '.join(hg.activation_names())}")
+    return name
+
+
+def _check_loss(name: str) -> str:
+    if name not in hg.loss_names():
+        raise UsageError(f"unknown loss {name!r}; registered: {', '.join(hg.loss_names())}")
+    return name
+
+
+def parse_activations(text: str, depth: int) -> tuple[str, ...]:
+    """``"sigmoid"`` (every layer) or one registered name per layer, ``"tanh,tanh,sigmoid"``."""
+    names = _names_list(text, "activation")
+    for n in names:
+        _check_activation(n)
+    if len(names) == 1:
+        return tuple(names) * depth
+    if len(names) != depth:
+        raise UsageError(f"--activation lists {len(names)} names but the architecture has {depth} layers; "
+                         "give one name for every layer or one per layer")
+    return tuple(names)
+
+
+_W_ARTICLE = re.compile(r"""
+    (?P<kind>[wWbB])_?\{?
+    (?: (?P<i>[0-9]+),(?P<j>[0-9]+)       # w_{1,2}^{(3)}: any number of digits, comma-separated
+      | (?P<ij>[0-9]{1,2}) )              # w_12^(3): one digit each (b_1^(3): one index)
+    \}?\^\{?\(?(?P<layer>[0-9]+)\)?\}?
+    """, re.VERBOSE)
+_W_CODE = re.compile(r"(?P<kind>[WB])(?P<layer>[0-9]+)(?:\[(?P<i>[0-9]+)(?:,(?P<j>[0-9]+))?\])?")
+
+
+def parse_weight(text: str, sizes: Sequence[int]) -> list[tuple[str, tuple[int, int]]]:
+    r"""Which parameters ``text`` names, as ``[(tensor, (row, col)), ...]`` with 0-based indices.
+
+    Accepted (spaces ignored): ``all``; the article's notation, 1-based, ``w_11^(3)``,
+    ``w_{12}^{(2)}``, ``w_{1,12}^{(2)}``, ``b_2^(1)``; the code's names, 0-based, ``W3[0,0]``,
+    ``B2[1]``, ``B2[1,0]``, or a whole tensor ``W2``.
+
+    >>> parse_weight("w_12^(3)", (2, 3, 3, 1))
+    [('W3', (0, 1))]
+    >>> parse_weight("B1", (2, 3, 1))
+    [('B1', (0, 0)), ('B1', (1, 0)), ('B1', (2, 0))]
+    """
+    depth = len(sizes) - 1
+    t = "".join(str(text).split())
+    if t.lower() == "all":
+        return [(f"{k}{l}", idx) for l in range(1, depth + 1) for k in "WB"
+                for idx in _indices(k, sizes[l], sizes[l - 1])]
+    m = _W_CODE.fullmatch(t)
+    if m is not None:
+        kind, layer = m["kind"], int(m["layer"])
+        _check_layer(layer, depth, t)
+        rows, cols = sizes[layer], (sizes[layer - 1] if kind == "W" else 1)
+        if m["i"] is None:
+            return [(f"{kind}{layer}", idx) for idx in _indices(kind, rows, sizes[layer - 1])]
+        i = int(m["i"])
+        j = int(m["j"]) if m["j"] is not None else None
+        if kind == "W" and j is None:
+            raise UsageError(f"{t}: W{layer} is a matrix of shape ({rows}, {cols}); name an element as W{layer}[i,j]")
+        j = 0 if j is None else j
+        if not (i < rows and j < cols):
+            raise UsageError(f"{t} is out of range: {kind}{layer} has shape ({rows}, {cols}) "
+                             f"(0-based indices; in article notation use w_ij^(l), 1-based)")
+        return [(f"{kind}{layer}", (i, j))]
+    m = _W_ARTICLE.fullmatch(t)
+    if m is not None:
+        kind, layer = m["kind"].upper(), int(m["layer"])
+        _check_layer(layer, depth, t)
+        rows, cols = sizes[layer], (sizes[layer - 1] if kind == "W" else 1)
+        if m["ij"] is not None:
+            digits = m["ij"]
+            if kind == "W" and len(digits) != 2:
+                raise UsageError(f"{t}: a weight needs two indices, w_ij^(l) (use w_{{i,j}}^(l) for i or j >= 10)")
+            if kind == "B" and len(digits) != 1:
+                raise UsageError(f"{t}: a bias has one index, b_i^(l) (use b_{{i}}^(l))")
+            i1, j1 = (int(digits[0]), int(digits[1])) if kind == "W" else (int(digits), 1)
+        else:
+            if kind == "B":
+                raise UsageError(f"{t}: a bias has one index, b_i^(l)")
+            i1, j1 = int(m["i"]), int(m["j"])
+        if not (1 <= i1 <= rows and 1 <= j1 <= cols):
+            sym = "w_ij" if kind == "W" else "b_i"
+            raise UsageError(f"{t} is out of range: {sym}^({layer}) has i in 1..{rows}"
+                             + (f", j in 1..{cols}" if kind == "W" else "") + " (article indices are 1-based)")
+        return [(f"{kind}{layer}", (i1 - 1, j1 - 1))]
+    raise UsageError(f"cannot read weight {text!r}: use all, w_ij^(l) (article, 1-based), "
+                     "W<l>[i,j] or B<l>[i] (code, 0-based), or a tensor name like W2")
+
+
+def _indices(kind: str, rows: int, cols_w: int) -> list[tuple[int, int]]:
+    cols = cols_w if kind == "W" else 1
+    return [(i, j) for i in range(rows) for j in range(cols)]
+
+
+def _check_layer(layer: int, depth: int, t: str) -> None:
+    if not 1 <= layer <= depth:
+        raise UsageError(f"{t}: layer {layer} does not exist; the architecture has layers 1..{depth}")
+
+
+def _import_module(name: str, what: str) -> Any:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*", name):
+        raise UsageError(f"{what}: {name!r} is not a module name like package.module")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"{what}: cannot import module {name!r} ({exc}); run handgrad from the folder "
+                         "that contains it, or install it") from None
+    except Exception as exc:
+        msg = " ".join(str(exc).split())
+        raise UsageError(f"{what}: importing module {name!r} raised {type(exc).__name__}: {msg}") from None
+
+
+def load_backward(spec: str) -> Callable[..., Any]:
+    """Import ``module:function`` (the module from the current folder or an installed package;
+    ``function`` may be a dotted attribute path) and return it; it must be callable."""
+    m = re.fullmatch(r"([^:]+):([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)", spec or "")
+    if m is None:
+        raise UsageError(f"--backward must be module:function, like mybackprop:backward; got {spec!r}")
+    module = _import_module(m.group(1), "--backward")
+    obj: Any = module
+    for part in m.group(2).split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"--backward: module {m.group(1)!r} has no attribute {m.group(2)!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UsageError(f"--backward: {spec} is not callable (it is of type {type(obj).__name__}); "
+                         "expected a function backward(params, X, Y) -> grads")
+    return obj
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}")
+    return v
+
+
+def _rate(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
+def _network(args: argparse.Namespace, *, fuse: bool = True) -> hg.Network:
+    sizes = parse_sizes(args.arch)
+    _check_loss(args.loss)
+    acts = parse_activations(args.activation, len(sizes) - 1)
+    try:
+        return hg.Network(sizes, list(acts), args.loss, fuse=fuse)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(" ".join(str(exc).split())) from None
+
+
+def _imports(args: argparse.Namespace) -> None:
+    for name in getattr(args, "imports", None) or []:
+        _import_module(name, "--import")
+
+
+def _parse_oracles(text: str) -> tuple[str, ...]:
+    from ..judge.referee import ORACLES
+
+    names = _names_list(text, "--oracles")
+    for n in names:
+        if n not in ORACLES:
+            raise UsageError(f"unknown oracle {n!r}; choose from {', '.join(ORACLES)}")
+    return tuple(dict.fromkeys(names))
+

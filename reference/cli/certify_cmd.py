@@ -1,0 +1,207 @@
+"""The ``handgrad certify`` command: which subjects to certify, running them, the summary table."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import handgrad as hg
+
+from .args import (
+    UsageError,
+    _check_activation,
+    _check_loss,
+    _imports,
+    _names_list,
+    _network,
+    _parse_oracles,
+    load_backward,
+)
+from .progress import _Progress
+from .report_files import _fmt_ratio, _write_reports
+from .runner import _hypothesis_home, _Job, _run_job, _run_parallel
+
+__all__ = ["DEFAULT_BACKWARD_EXAMPLES", "DEFAULT_EXAMPLES"]
+
+DEFAULT_EXAMPLES = 6
+"""Cases per architecture of the registry run (``handgrad certify`` with no options)."""
+DEFAULT_BACKWARD_EXAMPLES = 30
+"""Cases for a user's backward (``--backward``): one architecture, so more cases."""
+
+
+
+@dataclass
+class _Subject:
+    """One row of the summary: an activation, a loss, or a user's backward, over its architectures."""
+
+    name: str
+    kind: str
+    archs: list[tuple[tuple[int, ...], tuple[str, ...], str, bool]]
+    backward: Callable[..., Any] | None = None
+    certificates: list[Any] = field(default_factory=list)
+
+    @property
+    def cases(self) -> int:
+        return sum(c.cases for c in self.certificates)
+
+    @property
+    def certified(self) -> int:
+        return sum(c.certified for c in self.certificates)
+
+    @property
+    def inconclusive(self) -> int:
+        return sum(c.inconclusive for c in self.certificates)
+
+    @property
+    def failed(self) -> bool:
+        return any(c.failure is not None for c in self.certificates)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.certificates) and all(c.ok for c in self.certificates)
+
+    @property
+    def status(self) -> str:
+        if self.ok:
+            return "certified"
+        if self.failed:
+            return "FAILED"
+        return "UNDECIDED"
+
+    def ratios(self) -> dict[str, float]:
+        from .plot import certificate_ratios
+
+        return certificate_ratios(self.certificates)
+
+    def worst(self) -> float | None:
+        r = self.ratios()
+        return max(r.values()) if r else None
+
+
+def _table(subjects: Sequence[_Subject]) -> str:
+    w = max([len("subject"), *(len(s.name) for s in subjects)])
+    head = f"{'subject':<{w}}  {'archs':>5}  {'cases':>5}  {'certified':>9}  {'inconclusive':>12}  " \
+           f"{'worst err/budget':>16}  status"
+    lines = [head, "-" * len(head)]
+    for s in subjects:
+        lines.append(f"{s.name:<{w}}  {len(s.archs):>5}  {s.cases:>5}  {s.certified:>9}  {s.inconclusive:>12}  "
+                     f"{_fmt_ratio(s.worst()):>16}  {s.status}")
+    return "\n".join(lines)
+
+
+def _subjects_from_registry(args: argparse.Namespace) -> list[_Subject]:
+    from ..cases.pools import activation_pool, loss_pool
+
+    acts = _names_list(args.activations, "--activations") if args.activations else None
+    losses = _names_list(args.losses, "--losses") if args.losses else None
+    for a in acts or []:
+        _check_activation(a)
+    for lo in losses or []:
+        _check_loss(lo)
+    if acts is None and losses is None:
+        acts, losses = hg.activation_names(), hg.loss_names()
+    subjects = [_Subject(f"activation {a}", "activation", activation_pool(a)) for a in dict.fromkeys(acts or [])]
+    for lo in dict.fromkeys(losses or []):
+        pool = loss_pool(lo)
+        if not pool:
+            raise UsageError(f"no registered output activation fits loss {lo!r}; register one whose output_range "
+                             "lies in the loss's prediction_range, or a fused rule")
+        subjects.append(_Subject(f"loss {lo}", "loss", pool))
+    return subjects
+
+
+def _subject_from_backward(args: argparse.Namespace) -> _Subject:
+    backward = load_backward(args.backward)
+    net = _network(args, fuse=not args.no_fuse)
+    acts = tuple(a.name for a in net.activations)
+    return _Subject(args.backward, "backward", [(net.sizes, acts, net.loss.name, net.fuse)], backward=backward)
+
+
+def _cmd_certify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _imports(args)
+    if args.backward is None:
+        for opt in ("arch", "activation", "loss"):
+            if getattr(args, opt) is not None:
+                raise UsageError(f"--{opt} describes the architecture of --backward; "
+                                 "use --activations/--losses to restrict the registry run")
+        if args.no_fuse or args.vary_shapes:
+            raise UsageError("--no-fuse and --vary-shapes apply to --backward only")
+        subjects = _subjects_from_registry(args)
+        examples = args.examples or DEFAULT_EXAMPLES
+    else:
+        if args.activations or args.losses:
+            raise UsageError("--activations/--losses restrict the registry run; with --backward give "
+                             "--activation and --loss")
+        missing = [f"--{o}" for o in ("arch", "activation") if getattr(args, o) is None]
+        if missing:
+            raise UsageError(f"--backward needs {' and '.join(missing)} (e.g. --arch 2-3-3-1 --activation sigmoid)")
+        args.loss = args.loss or "squared_error"
+        subjects = [_subject_from_backward(args)]
+        examples = args.examples or DEFAULT_BACKWARD_EXAMPLES
+    oracles = _parse_oracles(args.oracles)
+    report_dir = Path(args.report_dir) if not args.no_report else None
+    if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
+        raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
+
+    show = args.progress or (not args.quiet and err.isatty())
+    jobs = [_Job(i, s.name, s.kind, *arch, args.dtype, examples, bool(args.vary_shapes), args.max_width,
+                 oracles, args.seed) for i, s in enumerate(subjects) for arch in s.archs]
+    bar = _Progress(examples * len(jobs), err if show else None)
+    n_workers = min(args.jobs, len(jobs))
+    start = time.perf_counter()
+    try:
+        with _hypothesis_home():
+            if n_workers <= 1:
+                for job in jobs:
+                    bar.job(job.label())
+                    s = subjects[job.index]
+                    try:
+                        cert = _run_job(job, s.backward, bar.update)
+                    except (ValueError, TypeError) as exc:
+                        if s.kind == "backward":  # the user's architecture: a bad argument
+                            raise UsageError(" ".join(str(exc).split())) from None
+                        raise
+                    bar.finish_job(examples)
+                    s.certificates.append(cert)
+            else:
+                results = _run_parallel(jobs, n_workers, list(args.imports), bar)
+                for job, cert in zip(jobs, results, strict=True):
+                    subjects[job.index].certificates.append(cert)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    ok = all(s.ok for s in subjects)
+
+    failing = [c for s in subjects for c in s.certificates if not c.ok]
+    for c in failing:
+        print(c.text(), file=out)
+        print(file=out)
+    if failing:
+        print(f"re-run: handgrad {shlex.join(args.argv)}  (same seed, same cases)", file=out)
+        print(file=out)
+    written: list[Path] = []
+    notes: list[str] = []
+    if report_dir is not None:
+        written, notes = _write_reports(report_dir, subjects, args, examples, oracles, seconds, ok)
+    if not args.quiet:
+        print(_table(subjects), file=out)
+        print(file=out)
+    n_bad = sum(not s.ok for s in subjects)
+    cases = sum(s.cases for s in subjects)
+    if ok:
+        verdict = f"CERTIFIED: all {len(subjects)} subject(s), {cases} cases, {args.dtype}, {seconds:.1f} s"
+    else:
+        names = ", ".join(s.name for s in subjects if not s.ok)
+        verdict = f"NOT CERTIFIED: {n_bad} of {len(subjects)} subject(s) ({names}); {cases} cases, {seconds:.1f} s"
+    print(verdict, file=out)
+    for p in written:
+        print(f"report: {p}", file=out)
+    for n in notes:
+        print(f"note: {n}", file=out)
+    return 0 if ok else 1
+

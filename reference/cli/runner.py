@@ -1,0 +1,132 @@
+"""Running the certification jobs of ``handgrad certify``: one subject on one architecture per
+job, in this process or in spawned worker processes, with hypothesis's storage kept out of the
+user's folder."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import handgrad as hg
+
+from .progress import _Progress
+
+__all__: list[str] = []
+
+
+class _Job(NamedTuple):
+    """One certification: a subject on one architecture (picklable, for worker processes)."""
+
+    index: int
+    subject: str
+    kind: str
+    sizes: tuple[int, ...]
+    activations: tuple[str, ...]
+    loss: str
+    fuse: bool
+    dtype: str
+    examples: int
+    vary_shapes: bool
+    max_width: int
+    oracles: tuple[str, ...]
+    seed: int
+
+    def label(self) -> str:
+        return f"{self.subject}: {'-'.join(map(str, self.sizes))} {'/'.join(self.activations)}, {self.loss}"
+
+    def cost(self) -> int:
+        """A rough cost for scheduling (bigger first): parameters times depth."""
+        n = sum(a * b + a for a, b in zip(self.sizes[1:], self.sizes[:-1], strict=False))
+        return n * len(self.sizes)
+
+
+def _run_job(job: _Job, backward: Callable[..., Any] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Any:
+    from ..judge.certify import certify_backward
+
+    if backward is None:
+        backward = hg.Network(job.sizes, list(job.activations), job.loss, fuse=job.fuse).backward
+    subject = job.subject if job.kind == "backward" else f"{job.subject} (handgrad backward)"
+    return certify_backward(backward, job.sizes, list(job.activations), job.loss, fuse=job.fuse, dtype=job.dtype,
+                            examples=job.examples, vary_shapes=job.vary_shapes, max_width=job.max_width,
+                            oracles=job.oracles, seed=job.seed, raise_on_failure=False, progress=progress,
+                            subject=subject)
+
+
+def _init_worker(imports: Sequence[str], cwd: str) -> None:
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    for name in imports:
+        importlib.import_module(name)
+
+
+def _run_worker_job(job: _Job) -> Any:
+    with _hypothesis_home():
+        return _run_job(job)
+
+
+def _run_parallel(jobs: Sequence[_Job], n_workers: int, imports: Sequence[str], bar: _Progress) -> list[Any]:
+    """Run ``jobs`` in ``n_workers`` spawned processes (not forked: JAX is multithreaded), biggest
+    first; results in the order of ``jobs``. Each worker runs single-threaded BLAS and XLA."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+    saved = {k: os.environ.get(k) for k in env}
+    for k, v in env.items():
+        os.environ.setdefault(k, v)
+    results: list[Any] = [None] * len(jobs)
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost())
+    try:
+        with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_init_worker, initargs=(tuple(imports), os.getcwd())) as pool:
+            futures = {pool.submit(_run_worker_job, jobs[i]): i for i in order}
+            bar.job(f"{n_workers} worker processes")
+            try:
+                for fut in cf.as_completed(futures):
+                    i = futures[fut]
+                    results[i] = fut.result()
+                    bar.done += jobs[i].examples
+                    bar.label = f"done: {jobs[i].label()}"
+                    bar.draw()
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return results
+
+
+@contextlib.contextmanager
+def _hypothesis_home() -> Iterator[None]:
+    """Point hypothesis's storage (its cache of constants found in the code under test) at a
+    temporary folder for the run, instead of littering ``./.hypothesis`` in the user's folder;
+    HYPOTHESIS_STORAGE_DIRECTORY, when set, is respected. The previous home is restored."""
+    from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
+
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        yield
+        return
+    previous = storage_directory(intent_to_write=False).home_directory
+    mine = os.environ.get("HANDGRAD_HYPOTHESIS_HOME")
+    with contextlib.ExitStack() as stack:
+        if mine is None:
+            mine = stack.enter_context(tempfile.TemporaryDirectory(prefix="handgrad-hypothesis-"))
+            os.environ["HANDGRAD_HYPOTHESIS_HOME"] = mine
+            stack.callback(os.environ.pop, "HANDGRAD_HYPOTHESIS_HOME", None)
+        set_hypothesis_home_dir(mine)
+        try:
+            yield
+        finally:
+            set_hypothesis_home_dir(previous)
+
