@@ -127,7 +127,10 @@ def certify_backward(
             raise ValueError(f"{name} must be an int >= {floor}, got {value!r}")
     dt = str(np.dtype(dtype))
     name = subject or getattr(backward, "__qualname__", None) or type(backward).__name__
-    cert = Certificate(name, net.describe(), dt, tuple(oracles))
+    call = (f"certify_backward({name}, {tuple(net.sizes)}, {act_names}, {net.loss.name!r}, fuse={fuse}, "
+            f"dtype={dt!r}, examples={examples}, min_batch={min_batch}, max_batch={max_batch}, "
+            f"vary_shapes={vary_shapes}, scales={tuple(scales)}, oracles={tuple(oracles)}, seed={seed})")
+    cert = Certificate(name, net.describe(), dt, tuple(oracles), call=call, seed=seed)
 
     if vary_shapes:
         hidden = st.tuples(*[st.integers(1, max_width) for _ in range(net.depth - 1)])
@@ -151,6 +154,7 @@ def certify_backward(
         case_net, params, X, Y = build_case(spec, dt)
         report = referee(case_net, params, X, Y, backward, oracles=oracles, policy=policy,
                          reproduce=spec.reproduce(dt))
+        report.seed = spec.seed
         cert.add(report)
         done[0] += 1
         if progress is not None:

@@ -1,16 +1,135 @@
-"""The judge's reports: one case's :class:`Report` (with its :class:`TensorCheck` rows and
-:class:`Mismatch` lines) and the :class:`Certificate` of a backward over many cases."""
+r"""The judge's reports: one case (:class:`Report`), one backward over many cases
+(:class:`Certificate`), and a whole command-line run (:class:`RunSummary`).
+
+Note [One dict per report]: every class here has ONE ``to_dict()``; its text, Markdown and JSON
+are all rendered from that dict (``to_json`` is ``json.dumps`` of it, ``text``/``markdown`` read
+nothing else), so the three can never disagree. A container renders its parts from *their* dicts
+at the heading level it needs (``markdown(level=...)``): nobody patches another object's
+Markdown. :func:`jsonable` is the one conversion to JSON types (numpy scalars, tuples,
+non-finite floats as strings).
+
+Every top-level dict carries ``provenance`` (the handgrad, numpy, SymPy and JAX versions, read from
+the installed metadata without importing SymPy or JAX; the call or command; the seed) and a
+``sha256`` of its own content: the hash of its canonical JSON without the ``sha256`` field
+(:func:`content_hash`), so a cited certificate can be checked for edits.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Certificate", "Mismatch", "Report", "TensorCheck"]
+__all__ = [
+    "Certificate",
+    "Mismatch",
+    "Report",
+    "RunSummary",
+    "SubjectResult",
+    "TensorCheck",
+    "architecture_label",
+    "content_hash",
+    "jsonable",
+    "provenance",
+    "worst_ratios",
+]
+
+_TRACKED = ("handgrad", "numpy", "sympy", "jax")
+
+# ---------------------------------------------------------------------------------------------
+# JSON, provenance, hashes
+# ---------------------------------------------------------------------------------------------
+
+
+def jsonable(x: Any) -> Any:
+    """``x`` with only JSON types: dict keys as str, tuples as lists, numpy scalars and arrays as
+    Python numbers and lists, non-finite floats as the strings ``"inf"``, ``"-inf"``, ``"nan"``."""
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return jsonable(x.item())
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+@lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str | None], ...]:
+    out = []
+    for dist in _TRACKED:
+        try:
+            out.append((dist, importlib.metadata.version(dist)))
+        except importlib.metadata.PackageNotFoundError:
+            out.append((dist, None))
+    return tuple(out)
+
+
+def provenance(call: str = "", seed: int | None = None) -> dict[str, Any]:
+    """Where a report came from: the installed versions of handgrad, numpy, SymPy and JAX (from the
+    package metadata; SymPy and JAX are not imported), the ``call`` or command, and the ``seed``."""
+    return {"versions": dict(_versions()), "call": call, "seed": seed}
+
+
+def content_hash(d: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``d`` (sorted keys, no spaces) without its ``sha256`` key."""
+    body = {k: v for k, v in d.items() if k != "sha256"}
+    canonical = json.dumps(jsonable(body), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _sealed(d: dict[str, Any], call: str, seed: int | None) -> dict[str, Any]:
+    d = jsonable({**d, "provenance": provenance(call, seed)})
+    d["sha256"] = content_hash(d)
+    return d
+
+
+def _provenance_md(d: Mapping[str, Any], *, full: bool) -> str:
+    prov = d["provenance"]
+    parts = []
+    if full:
+        parts.append(", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v is not None))
+    if prov["call"]:
+        parts.append(f"call `{prov['call']}`")
+    if prov["seed"] is not None:
+        parts.append(f"seed {prov['seed']}")
+    parts.append(f"sha256 `{d['sha256']}`")
+    return "Provenance: " + "; ".join(parts) + "."
+
+
+def _heading(level: int, text: str) -> str:
+    if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 6:
+        raise ValueError(f"level must be a Markdown heading level 1..6, got {level!r}")
+    return "#" * level + " " + text
+
+
+def _tensor_key(name: str) -> tuple[int, int, str]:
+    m = re.fullmatch(r"([WB])(\d+)", name)
+    if m is None:
+        return (10**6, 0, name)
+    return (int(m.group(2)), 0 if m.group(1) == "W" else 1, name)
+
+
+def _fmt_ratio(r: float | str | None) -> str:
+    if r is None:
+        return "-"
+    return r if isinstance(r, str) else f"{r:.3g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# One case
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -31,6 +150,9 @@ class TensorCheck:
     ok: bool
     n_bad: int = 0
 
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
 
 @dataclass
 class Mismatch:
@@ -45,16 +167,32 @@ class Mismatch:
     ratio: float
     n_bad: int
 
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
     def sentence(self) -> str:
-        vals = ", ".join(f"{k} = {v:.17g}" for k, v in self.values.items())
-        return (f"{self.pair} disagree on dL/d{self.element} ({self.tensor}[{', '.join(map(str, self.index))}]): "
-                f"{vals}; |difference| is {self.ratio:.3g} x its budget {self.budget:.3g}"
-                f" ({self.n_bad} element{'s' if self.n_bad != 1 else ''} of {self.tensor} over budget)")
+        return _mismatch_sentence(self.to_dict())
+
+
+def _num(v: Any) -> str:
+    return v if isinstance(v, str) else f"{v:.17g}"
+
+
+def _mismatch_sentence(d: Mapping[str, Any]) -> str:
+    vals = ", ".join(f"{k} = {_num(v)}" for k, v in d["values"].items())
+    n, t = d["n_bad"], d["tensor"]
+    return (f"{d['pair']} disagree on dL/d{d['element']} ({t}[{', '.join(map(str, d['index']))}]): "
+            f"{vals}; |difference| is {_fmt_ratio(d['ratio'])} x its budget {_fmt_ratio(d['budget'])}"
+            f" ({n} element{'s' if n != 1 else ''} of {t} over budget)")
 
 
 @dataclass
 class Report:
-    """The referee's verdict on one case. ``ok`` is True only for ``certified``."""
+    """The referee's verdict on one case. ``ok`` is True only for ``certified``.
+
+    ``call`` and ``seed`` are its provenance: how the case was made (the ``reproduce`` recipe when
+    none is given) and the seed that drew it, when known.
+    """
 
     architecture: str
     dtype: str
@@ -64,6 +202,8 @@ class Report:
     mismatches: list[Mismatch] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     reproduce: str = ""
+    call: str = ""
+    seed: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -88,64 +228,75 @@ class Report:
             d["ratio"] = max(d["ratio"], c.ratio)
         return out
 
-    def text(self) -> str:
-        lines = [f"{self.verdict.upper()}: {self.architecture}, {self.dtype}, batch m = {self.m}"]
-        for mm in self.mismatches:
-            lines.append("  error: " + mm.sentence())
-        for n in self.notes:
-            lines.append("  note: " + n)
-        if self.checks:
-            lines.append(f"  {'tensor':<7}{'pair':<28}{'max abs err':>13}{'max rel err':>13}{'err/budget':>12}")
-            for c in self.checks:
-                flag = "" if c.ok else "  <-- " + c.worst
-                lines.append(f"  {c.tensor:<7}{c.pair:<28}{c.max_abs:>13.3e}{c.max_rel:>13.3e}{c.ratio:>12.3g}{flag}")
-        if self.reproduce:
-            lines.append("  reproduce: " + self.reproduce)
-        return "\n".join(lines)
-
-    def markdown(self) -> str:
-        lines = [f"### {self.verdict}: `{self.architecture}`, {self.dtype}, m = {self.m}", ""]
-        for mm in self.mismatches:
-            lines.append(f"- **error**: {mm.sentence()}")
-        for n in self.notes:
-            lines.append(f"- note: {n}")
-        if self.checks:
-            lines += ["", "| tensor | pair | max abs err | max rel err | err / budget | ok |",
-                      "|---|---|---:|---:|---:|---|"]
-            for c in self.checks:
-                lines.append(f"| {c.tensor} | {c.pair} | {c.max_abs:.3e} | {c.max_rel:.3e} | {c.ratio:.3g} | "
-                             f"{'yes' if c.ok else 'NO: ' + c.worst} |")
-        if self.reproduce:
-            lines += ["", f"Reproduce: `{self.reproduce}`"]
-        return "\n".join(lines)
-
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ok"] = self.ok
-        return _jsonable(d)
+        d = {"architecture": self.architecture, "dtype": self.dtype, "m": self.m, "verdict": self.verdict,
+             "ok": self.ok, "checks": [c.to_dict() for c in self.checks],
+             "mismatches": [mm.to_dict() for mm in self.mismatches], "notes": list(self.notes),
+             "reproduce": self.reproduce}
+        return _sealed(d, self.call or self.reproduce, self.seed)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    def text(self) -> str:
+        return _report_text(self.to_dict())
+
+    def markdown(self, level: int = 3) -> str:
+        return _report_markdown(self.to_dict(), level, full=True)
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
 
     def __str__(self) -> str:
         return self.text()
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if isinstance(x, np.generic):
-        return _jsonable(x.item())
-    return x
+def _report_text(d: Mapping[str, Any]) -> str:
+    lines = [f"{d['verdict'].upper()}: {d['architecture']}, {d['dtype']}, batch m = {d['m']}"]
+    lines += ["  error: " + _mismatch_sentence(mm) for mm in d["mismatches"]]
+    lines += ["  note: " + n for n in d["notes"]]
+    if d["checks"]:
+        lines.append(f"  {'tensor':<7}{'pair':<28}{'max abs err':>13}{'max rel err':>13}{'err/budget':>12}")
+        for c in d["checks"]:
+            flag = "" if c["ok"] else "  <-- " + c["worst"]
+            lines.append(f"  {c['tensor']:<7}{c['pair']:<28}{_e(c['max_abs']):>13}{_e(c['max_rel']):>13}"
+                         f"{_fmt_ratio(c['ratio']):>12}{flag}")
+    if d["reproduce"]:
+        lines.append("  reproduce: " + d["reproduce"])
+    return "\n".join(lines)
+
+
+def _e(v: float | str) -> str:
+    return v if isinstance(v, str) else f"{v:.3e}"
+
+
+def _report_markdown(d: Mapping[str, Any], level: int, *, full: bool) -> str:
+    lines = [_heading(level, f"{d['verdict']}: `{d['architecture']}`, {d['dtype']}, m = {d['m']}"), ""]
+    lines += [f"- **error**: {_mismatch_sentence(mm)}" for mm in d["mismatches"]]
+    lines += [f"- note: {n}" for n in d["notes"]]
+    if d["checks"]:
+        lines += ["", "| tensor | pair | max abs err | max rel err | err / budget | ok |",
+                  "|---|---|---:|---:|---:|---|"]
+        lines += [f"| {c['tensor']} | {c['pair']} | {_e(c['max_abs'])} | {_e(c['max_rel'])} | "
+                  f"{_fmt_ratio(c['ratio'])} | {'yes' if c['ok'] else 'NO: ' + c['worst']} |" for c in d["checks"]]
+    if d["reproduce"]:
+        lines += ["", f"Reproduce: `{d['reproduce']}`"]
+    lines += ["", _provenance_md(d, full=full)]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# One backward over many cases
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
 class Certificate:
-    """The outcome of certifying one backward over many cases."""
+    """The outcome of certifying one backward over many cases.
+
+    ``call`` and ``seed`` are its provenance: the ``certify_backward`` call that made it and its
+    hypothesis seed (the same seed replays the same cases).
+    """
 
     subject: str
     architecture: str
@@ -158,6 +309,8 @@ class Certificate:
     failure: Report | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    call: str = ""
+    seed: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -178,48 +331,271 @@ class Certificate:
             if n not in self.notes and len(self.notes) < 10 and report.ok:
                 self.notes.append(n)
 
-    def text(self) -> str:
-        status = "CERTIFIED" if self.ok else "NOT CERTIFIED"
-        lines = [f"{status}: {self.subject} on {self.architecture}, {self.dtype}",
-                 f"  {self.cases} cases drawn: {self.certified} certified, {self.inconclusive} inconclusive "
-                 f"(skipped), oracles {', '.join(self.oracles)}, {self.seconds:.1f} s"]
-        if self.per_tensor:
-            lines.append(f"  {'tensor':<8}{'max abs err':>13}{'max rel err':>13}{'worst err/budget':>18}")
-            for k, d in self.per_tensor.items():
-                lines.append(f"  {k:<8}{d['max_abs']:>13.3e}{d['max_rel']:>13.3e}{d['ratio']:>18.3g}")
-        for n in self.notes:
-            lines.append("  note: " + n)
-        if self.failure is not None:
-            lines.append("  The smallest failing case hypothesis found:")
-            lines += ["    " + line for line in self.failure.text().splitlines()]
-        elif self.certified == 0:
-            lines.append("  no case could be decided: nothing is certified")
-        return "\n".join(lines)
-
-    def markdown(self) -> str:
-        status = "certified" if self.ok else "**NOT certified**"
-        lines = [f"## {self.subject}: {status}", "",
-                 f"`{self.architecture}`, {self.dtype}; {self.cases} cases, {self.certified} certified, "
-                 f"{self.inconclusive} inconclusive; oracles: {', '.join(self.oracles)}; {self.seconds:.1f} s", ""]
-        if self.per_tensor:
-            lines += ["| tensor | max abs err | max rel err | worst err / budget |", "|---|---:|---:|---:|"]
-            lines += [f"| {k} | {d['max_abs']:.3e} | {d['max_rel']:.3e} | {d['ratio']:.3g} |"
-                      for k, d in self.per_tensor.items()]
-        for n in self.notes:
-            lines.append(f"- note: {n}")
-        if self.failure is not None:
-            lines += ["", self.failure.markdown()]
-        return "\n".join(lines)
+    def ratios(self) -> dict[str, float]:
+        """Worst error-to-budget ratio per tensor (see :func:`worst_ratios`)."""
+        return worst_ratios([self])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, "architecture": self.architecture, "dtype": self.dtype,
-                "oracles": list(self.oracles), "ok": self.ok, "cases": self.cases,
-                "certified": self.certified, "inconclusive": self.inconclusive,
-                "per_tensor": self.per_tensor, "notes": self.notes, "seconds": self.seconds,
-                "failure": self.failure.to_dict() if self.failure is not None else None}
+        d = {"subject": self.subject, "architecture": self.architecture, "dtype": self.dtype,
+             "oracles": list(self.oracles), "ok": self.ok, "cases": self.cases,
+             "certified": self.certified, "inconclusive": self.inconclusive,
+             "per_tensor": self.per_tensor, "notes": list(self.notes), "seconds": self.seconds,
+             "failure": self.failure.to_dict() if self.failure is not None else None}
+        return _sealed(d, self.call, self.seed)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    def text(self) -> str:
+        return _certificate_text(self.to_dict())
+
+    def markdown(self, level: int = 2) -> str:
+        return _certificate_markdown(self.to_dict(), level, in_subject=False)
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
 
     def __str__(self) -> str:
         return self.text()
+
+
+def _certificate_text(d: Mapping[str, Any]) -> str:
+    status = "CERTIFIED" if d["ok"] else "NOT CERTIFIED"
+    lines = [f"{status}: {d['subject']} on {d['architecture']}, {d['dtype']}",
+             f"  {d['cases']} cases drawn: {d['certified']} certified, {d['inconclusive']} inconclusive "
+             f"(skipped), oracles {', '.join(d['oracles'])}, {d['seconds']:.1f} s"]
+    if d["per_tensor"]:
+        lines.append(f"  {'tensor':<8}{'max abs err':>13}{'max rel err':>13}{'worst err/budget':>18}")
+        for k, t in d["per_tensor"].items():
+            lines.append(f"  {k:<8}{_e(t['max_abs']):>13}{_e(t['max_rel']):>13}{_fmt_ratio(t['ratio']):>18}")
+    lines += ["  note: " + n for n in d["notes"]]
+    if d["failure"] is not None:
+        lines.append("  The smallest failing case hypothesis found:")
+        lines += ["    " + line for line in _report_text(d["failure"]).splitlines()]
+    elif d["certified"] == 0:
+        lines.append("  no case could be decided: nothing is certified")
+    return "\n".join(lines)
+
+
+def _certificate_markdown(d: Mapping[str, Any], level: int, *, in_subject: bool) -> str:
+    """A certificate at heading ``level``; ``in_subject``: under its subject's heading, titled by
+    its architecture (the subject is the parent's title)."""
+    status = "certified" if d["ok"] else "**NOT certified**"
+    if in_subject:
+        title, where = f"`{d['architecture']}`: {status}", ""
+    else:
+        title, where = f"{d['subject']}: {status}", f"`{d['architecture']}`, "
+    lines = [_heading(level, title), "",
+             f"{where}{d['dtype']}; {d['cases']} cases, {d['certified']} certified, "
+             f"{d['inconclusive']} inconclusive; oracles: {', '.join(d['oracles'])}; {d['seconds']:.1f} s", ""]
+    if d["per_tensor"]:
+        lines += ["| tensor | max abs err | max rel err | worst err / budget |", "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {_e(t['max_abs'])} | {_e(t['max_rel'])} | {_fmt_ratio(t['ratio'])} |"
+                  for k, t in d["per_tensor"].items()]
+    lines += [f"- note: {n}" for n in d["notes"]]
+    if d["failure"] is not None:
+        lines += ["", _report_markdown(d["failure"], min(level + 1, 6), full=False)]
+    lines += ["", _provenance_md(d, full=not in_subject)]
+    return "\n".join(lines)
+
+
+def worst_ratios(certificates: Iterable[Certificate]) -> dict[str, float]:
+    """Worst error-to-budget ratio per tensor over ``certificates``, in ``W1, B1, W2, ...`` order.
+
+    Certified cases contribute their per-tensor worst ratio, a failing case (a mismatch) its own,
+    so the tensor a bug corrupts shows up beyond the budget; a case whose backward raised or
+    returned malformed gradients has no ratio and contributes nothing.
+    """
+    out: dict[str, float] = {}
+    for cert in certificates:
+        sources = [cert.per_tensor] + ([cert.failure.per_tensor()] if cert.failure is not None else [])
+        for per in sources:
+            for k, d in per.items():
+                r = float(d["ratio"])
+                out[k] = max(out.get(k, 0.0), r) if not math.isnan(r) else out.get(k, 0.0)
+    return {k: out[k] for k in sorted(out, key=_tensor_key)}
+
+
+# ---------------------------------------------------------------------------------------------
+# A command-line run
+# ---------------------------------------------------------------------------------------------
+
+
+def architecture_label(arch: Sequence[Any]) -> str:
+    """``(sizes, activations, loss, fuse)`` as ``"2-3-1 sigmoid/sigmoid, squared_error"``, with
+    ``" (unfused)"`` when ``fuse`` is off."""
+    sizes, acts, loss, fuse = arch
+    return "-".join(map(str, sizes)) + " " + "/".join(acts) + f", {loss}" + ("" if fuse else " (unfused)")
+
+
+@dataclass
+class SubjectResult:
+    """One row of a run: an activation, a loss or a user's backward (``kind``), certified on each
+    of its ``architectures`` (``(sizes, activations, loss, fuse)``), one :class:`Certificate` each."""
+
+    name: str
+    kind: str
+    architectures: list[Any]
+    certificates: list[Certificate] = field(default_factory=list)
+
+    @property
+    def cases(self) -> int:
+        return sum(c.cases for c in self.certificates)
+
+    @property
+    def certified(self) -> int:
+        return sum(c.certified for c in self.certificates)
+
+    @property
+    def inconclusive(self) -> int:
+        return sum(c.inconclusive for c in self.certificates)
+
+    @property
+    def failed(self) -> bool:
+        return any(c.failure is not None for c in self.certificates)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.certificates) and all(c.ok for c in self.certificates)
+
+    @property
+    def status(self) -> str:
+        """``certified``, ``FAILED`` (a case failed) or ``UNDECIDED`` (no failure, not certified)."""
+        if self.ok:
+            return "certified"
+        return "FAILED" if self.failed else "UNDECIDED"
+
+    def ratios(self) -> dict[str, float]:
+        return worst_ratios(self.certificates)
+
+    def worst(self) -> float | None:
+        r = self.ratios()
+        return max(r.values()) if r else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable({"subject": self.name, "kind": self.kind, "status": self.status, "ok": self.ok,
+                         "architectures": [architecture_label(a) for a in self.architectures],
+                         "cases": self.cases, "certified": self.certified, "inconclusive": self.inconclusive,
+                         "worst_ratio": self.worst(), "per_tensor_ratio": self.ratios(),
+                         "certificates": [c.to_dict() for c in self.certificates]})
+
+
+LEGEND = ("Certified: each subject's backward (handgrad's own, or the one given with --backward) against "
+          "at least two independent references; worst err/budget: the largest |hand - reference| / derived "
+          "rounding budget over every case and element (at most 1 passes).")
+"""The line under the run's table: what was certified and what the ratio column means."""
+
+
+@dataclass
+class RunSummary:
+    """A whole ``handgrad certify`` run: its subjects and how it was run.
+
+    Args:
+      subjects: one :class:`SubjectResult` per activation, loss or backward.
+      command: the command line (``"handgrad certify --examples 4"``).
+      seed: the hypothesis seed; examples: cases drawn per architecture; oracles: the references.
+      elapsed: wall-clock seconds of the run.
+      dtype: the hand dtype; vary_shapes: whether hidden widths were drawn.
+      chart: the file name of the per-tensor chart written next to the report, if any.
+    """
+
+    subjects: list[SubjectResult]
+    command: str
+    seed: int
+    examples: int
+    oracles: tuple[str, ...]
+    elapsed: float
+    dtype: str = "float64"
+    vary_shapes: bool = False
+    chart: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.subjects)
+
+    def to_dict(self) -> dict[str, Any]:
+        versions = dict(_versions())
+        d = {"tool": "handgrad", "version": versions["handgrad"], "command": self.command,
+             "settings": {"dtype": self.dtype, "examples_per_architecture": self.examples, "seed": self.seed,
+                          "oracles": list(self.oracles), "vary_shapes": bool(self.vary_shapes)},
+             "ok": self.ok, "seconds": self.elapsed, "subjects": [s.to_dict() for s in self.subjects],
+             "chart": self.chart}
+        return _sealed(d, self.command, self.seed)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    def table(self) -> str:
+        return _run_table(self.to_dict())
+
+    def verdict(self) -> str:
+        return _run_verdict(self.to_dict())
+
+    def text(self) -> str:
+        """Every failing certificate, then the table, its legend and the verdict line."""
+        return _run_text(self.to_dict())
+
+    def markdown(self) -> str:
+        return _run_markdown(self.to_dict())
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def _run_table(d: Mapping[str, Any]) -> str:
+    subjects = d["subjects"]
+    w = max([len("subject"), *(len(s["subject"]) for s in subjects)])
+    head = (f"{'subject':<{w}}  {'archs':>5}  {'cases':>5}  {'certified':>9}  {'inconclusive':>12}  "
+            f"{'worst err/budget':>16}  status")
+    lines = [head, "-" * len(head)]
+    lines += [f"{s['subject']:<{w}}  {len(s['architectures']):>5}  {s['cases']:>5}  {s['certified']:>9}  "
+              f"{s['inconclusive']:>12}  {_fmt_ratio(s['worst_ratio']):>16}  {s['status']}" for s in subjects]
+    return "\n".join(lines)
+
+
+def _run_verdict(d: Mapping[str, Any]) -> str:
+    subjects, cases = d["subjects"], sum(s["cases"] for s in d["subjects"])
+    if d["ok"]:
+        return (f"CERTIFIED: all {len(subjects)} subject(s), {cases} cases, {d['settings']['dtype']}, "
+                f"{d['seconds']:.1f} s")
+    bad = [s["subject"] for s in subjects if not s["ok"]]
+    return (f"NOT CERTIFIED: {len(bad)} of {len(subjects)} subject(s) ({', '.join(bad)}); {cases} cases, "
+            f"{d['seconds']:.1f} s")
+
+
+def _run_text(d: Mapping[str, Any]) -> str:
+    failing = [_certificate_text(c) for s in d["subjects"] for c in s["certificates"] if not c["ok"]]
+    return "\n\n".join([*failing, _run_table(d) + "\n" + LEGEND, _run_verdict(d)])
+
+
+def _run_markdown(d: Mapping[str, Any]) -> str:
+    st, subjects = d["settings"], d["subjects"]
+    bad = [s["subject"] for s in subjects if not s["ok"]]
+    lines = ["# handgrad certification report", "",
+             f"Command: `{d['command']}` (handgrad {d['version']}).", "",
+             f"Settings: {st['dtype']}, {st['examples_per_architecture']} hypothesis-drawn cases per architecture, "
+             f"seed {st['seed']}, oracles {', '.join(st['oracles'])}; {d['seconds']:.1f} s.", "",
+             "**Verdict: every subject is certified.**" if d["ok"] else
+             "**Verdict: NOT certified** -- " + ", ".join(bad) + ".", "",
+             "| subject | architectures | cases | certified | inconclusive | worst err / budget | status |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    lines += [f"| {s['subject']} | {len(s['architectures'])} | {s['cases']} | {s['certified']} | "
+              f"{s['inconclusive']} | {_fmt_ratio(s['worst_ratio'])} | "
+              f"{s['status'] if s['ok'] else '**' + s['status'] + '**'} |" for s in subjects]
+    lines += ["", "A case is *certified* when the hand gradient agrees with every reference (SymPy closed "
+              "forms, JAX, finite differences) within its derived rounding budget (`docs/tolerances.md`); "
+              "*inconclusive* cases (a pre-activation within rounding reach of a kink, or oracles that "
+              "disagree among themselves) are skipped, never counted as certified."]
+    if d["chart"]:
+        lines += ["", f"![worst error-to-budget ratio per tensor]({d['chart']})", "",
+                  "Each bar is the worst |hand - reference| / budget over every case, reference and element "
+                  "of that tensor; the dashed line is the budget (ratio 1)."]
+    for s in subjects:
+        lines += ["", _heading(2, s["subject"])]
+        for c in s["certificates"]:
+            lines += ["", _certificate_markdown(c, 3, in_subject=True)]
+    lines += ["", _provenance_md(d, full=True)]
+    return "\n".join(lines).rstrip() + "\n"
