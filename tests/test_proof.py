@@ -27,7 +27,9 @@ from handgrad.reference.proofs import (
     symbolic_cost,
 )
 from handgrad.reference.proofs import activation as proof_activation
+from handgrad.reference.proofs import exact as proof_exact
 from handgrad.reference.proofs import layers as proof_layers
+from handgrad.reference.proofs import modular as proof_modular
 from handgrad.reference.proofs import network as proof_network
 from handgrad.reference.proofs.network import MATMUL_CHUNK, ModArray, UnsupportedOperation
 from hypothesis import given, settings
@@ -416,7 +418,8 @@ def test_layer_rules_for_all_sizes() -> None:
     assert not proof_layers._same(wrong, proof.rules[0].matrix_entry)
 
 
-@pytest.mark.parametrize("module", [proof_activation, proof_network, proof_layers], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [proof_activation, proof_exact, proof_modular, proof_network, proof_layers],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples_run(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)  # type: ignore[arg-type]
     assert result.failed == 0
