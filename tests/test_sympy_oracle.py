@@ -37,7 +37,6 @@ from handgrad.reference.oracles.sympy_oracle import (
     NonFiniteError,
     SympyOracle,
     SympyTooLarge,
-    architecture_key,
     estimated_nodes,
     get_sympy_oracle,
     sympy_grads,
@@ -244,8 +243,9 @@ def test_build_time_limit_is_remembered(monkeypatch: pytest.MonkeyPatch) -> None
     for _ in range(2):
         with pytest.raises(SympyTooLarge, match="SYMPY_HARD_NODES"):
             get_sympy_oracle(net)
-    assert isinstance(so._CACHE[architecture_key(net)], SympyTooLarge)
-    del so._CACHE[architecture_key(net)]
+    assert isinstance(so._CACHE.peek(net), SympyTooLarge)
+    so._CACHE.forget(net)
+    assert so._CACHE.peek(net) is None
 
 
 def test_referee_notes_the_decline() -> None:

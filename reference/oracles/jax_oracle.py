@@ -79,8 +79,7 @@ validation, padding and the float64 copies in and out.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -88,6 +87,7 @@ import numpy as np
 
 from handgrad import Network, Params
 
+from .cache import OracleCache, architecture_key
 from .inputs import (
     NonFiniteError,
     OracleRangeError,
@@ -164,24 +164,6 @@ def bucket(m: int) -> int:
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")
     return max(MIN_BUCKET, 1 << (m - 1).bit_length())
-
-
-def architecture_key(net: Network) -> Hashable:
-    """What makes two networks compute the same function of (params, X, Y).
-
-    Sizes; each activation's name *and* definition object; the loss's name and definition; the
-    fused rule's definition (or None); the ``fuse`` flag. Definitions are compared by identity, so
-    re-registering a different activation under an old name never reuses a stale executable.
-    """
-    rule = net.fused_rule
-    return (
-        net.sizes,
-        tuple((a.name, a.definition) for a in net.activations),
-        net.loss.name,
-        net.loss.definition,
-        rule.definition if rule is not None else None,
-        net.fuse,
-    )
 
 
 class JaxOracle:
@@ -341,21 +323,12 @@ class JaxOracle:
         return value, out
 
 
-_CACHE: OrderedDict[Hashable, JaxOracle] = OrderedDict()
+_CACHE: OracleCache[JaxOracle] = OracleCache(JaxOracle, CACHE_SIZE)
 
 
 def get_jax_oracle(net: Network) -> JaxOracle:
     """The cached :class:`JaxOracle` for ``net``'s architecture (see :func:`architecture_key`)."""
-    check_network(net, "get_jax_oracle")
-    key = architecture_key(net)
-    oracle = _CACHE.get(key)
-    if oracle is None:
-        oracle = _CACHE[key] = JaxOracle(net)
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
-    return oracle
+    return _CACHE.get(net, "get_jax_oracle")
 
 
 def jax_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:

@@ -123,14 +123,14 @@ Example:
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from handgrad import Network, Params
 
+from .cache import OracleCache, architecture_key
 from .inputs import NonFiniteError, as_float64, check_batch, check_network, element_name
 from .ops import SYMPY_OPS
 from .sympy_codegen import _EVAL_DTYPE, _mp_to_eval, _mp_to_float, _Program, _ProgramTooLarge
@@ -592,16 +592,7 @@ class SympyOracle:
 # Cache and convenience
 # ---------------------------------------------------------------------------------------------
 
-def architecture_key(net: Network) -> Hashable:
-    """Sizes; each activation's name and definition; the loss's name and definition; the fused
-    rule's definition; ``fuse`` (definitions by identity: re-registering a name never reuses a stale
-    oracle)."""
-    rule = net.fused_rule
-    return (net.sizes, tuple((a.name, a.definition) for a in net.activations), net.loss.name,
-            net.loss.definition, rule.definition if rule is not None else None, net.fuse)
-
-
-_CACHE: OrderedDict[Hashable, SympyOracle | SympyTooLarge] = OrderedDict()
+_CACHE: OracleCache[SympyOracle] = OracleCache(SympyOracle, CACHE_SIZE, remember=(SympyTooLarge,))
 
 
 def get_sympy_oracle(net: Network) -> SympyOracle:
@@ -610,22 +601,7 @@ def get_sympy_oracle(net: Network) -> SympyOracle:
     Raises :class:`SympyTooLarge` (a ``ValueError``) if it is beyond the size limit; a network
     declined while building is remembered, so it costs its build once.
     """
-    check_network(net, "get_sympy_oracle")
-    key = architecture_key(net)
-    entry = _CACHE.get(key)
-    if entry is None:
-        try:
-            entry = SympyOracle(net)
-        except SympyTooLarge as exc:
-            entry = exc
-        _CACHE[key] = entry
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
-    if isinstance(entry, SympyTooLarge):
-        raise SympyTooLarge(*entry.args)
-    return entry
+    return _CACHE.get(net, "get_sympy_oracle")
 
 
 def sympy_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:
