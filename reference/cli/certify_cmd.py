@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import handgrad as hg
 
@@ -32,7 +32,6 @@ DEFAULT_EXAMPLES = 6
 """Cases per architecture of the registry run (``handgrad certify`` with no options)."""
 DEFAULT_BACKWARD_EXAMPLES = 30
 """Cases for a user's backward (``--backward``): one architecture, so more cases."""
-
 
 
 @dataclass
@@ -122,7 +121,26 @@ def _subject_from_backward(args: argparse.Namespace) -> _Subject:
     return _Subject(args.backward, "backward", [(net.sizes, acts, net.loss.name, net.fuse)], backward=backward)
 
 
+class _Plan(NamedTuple):
+    """What a ``handgrad certify`` run will do, decided (and every argument checked) before it starts."""
+
+    subjects: list[_Subject]
+    examples: int
+    oracles: tuple[str, ...]
+    report_dir: Path | None
+    jobs: list[_Job]
+    n_workers: int
+
+
 def _cmd_certify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``handgrad certify``: plan (check every argument), run the jobs, render the results."""
+    plan = _plan(args)
+    seconds = _run(plan, args, err)
+    return _render(plan, args, seconds, out)
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """The subjects, their jobs and the settings; every bad argument is a :class:`UsageError` here."""
     _imports(args)
     if args.backward is None:
         for opt in ("arch", "activation", "loss"):
@@ -147,36 +165,44 @@ def _cmd_certify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     report_dir = Path(args.report_dir) if not args.no_report else None
     if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
         raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
-
-    show = args.progress or (not args.quiet and err.isatty())
     jobs = [_Job(i, s.name, s.kind, *arch, args.dtype, examples, bool(args.vary_shapes), args.max_width,
                  oracles, args.seed) for i, s in enumerate(subjects) for arch in s.archs]
-    bar = _Progress(examples * len(jobs), err if show else None)
-    n_workers = min(args.jobs, len(jobs))
+    return _Plan(subjects, examples, oracles, report_dir, jobs, min(args.jobs, len(jobs)))
+
+
+def _run(plan: _Plan, args: argparse.Namespace, err: TextIO) -> float:
+    """Run every job (here, or in worker processes), attaching each certificate to its subject;
+    return the wall time in seconds."""
+    show = args.progress or (not args.quiet and err.isatty())
+    bar = _Progress(plan.examples * len(plan.jobs), err if show else None)
     start = time.perf_counter()
     try:
         with _hypothesis_home():
-            if n_workers <= 1:
-                for job in jobs:
+            if plan.n_workers <= 1:
+                for job in plan.jobs:
                     bar.job(job.label())
-                    s = subjects[job.index]
+                    s = plan.subjects[job.index]
                     try:
                         cert = _run_job(job, s.backward, bar.update)
                     except (ValueError, TypeError) as exc:
                         if s.kind == "backward":  # the user's architecture: a bad argument
                             raise UsageError(" ".join(str(exc).split())) from None
                         raise
-                    bar.finish_job(examples)
+                    bar.finish_job(plan.examples)
                     s.certificates.append(cert)
             else:
-                results = _run_parallel(jobs, n_workers, list(args.imports), bar)
-                for job, cert in zip(jobs, results, strict=True):
-                    subjects[job.index].certificates.append(cert)
+                results = _run_parallel(plan.jobs, plan.n_workers, list(args.imports), bar)
+                for job, cert in zip(plan.jobs, results, strict=True):
+                    plan.subjects[job.index].certificates.append(cert)
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
-    ok = all(s.ok for s in subjects)
+    return time.perf_counter() - start
 
+
+def _render(plan: _Plan, args: argparse.Namespace, seconds: float, out: TextIO) -> int:
+    """Print the failing reports, the table and the verdict, write the report files; the exit code."""
+    subjects = plan.subjects
+    ok = all(s.ok for s in subjects)
     failing = [c for s in subjects for c in s.certificates if not c.ok]
     for c in failing:
         print(c.text(), file=out)
@@ -186,22 +212,23 @@ def _cmd_certify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(file=out)
     written: list[Path] = []
     notes: list[str] = []
-    if report_dir is not None:
-        written, notes = _write_reports(report_dir, subjects, args, examples, oracles, seconds, ok)
+    if plan.report_dir is not None:
+        written, notes = _write_reports(plan.report_dir, subjects, args, plan.examples, plan.oracles, seconds, ok)
     if not args.quiet:
         print(_table(subjects), file=out)
         print(file=out)
-    n_bad = sum(not s.ok for s in subjects)
-    cases = sum(s.cases for s in subjects)
-    if ok:
-        verdict = f"CERTIFIED: all {len(subjects)} subject(s), {cases} cases, {args.dtype}, {seconds:.1f} s"
-    else:
-        names = ", ".join(s.name for s in subjects if not s.ok)
-        verdict = f"NOT CERTIFIED: {n_bad} of {len(subjects)} subject(s) ({names}); {cases} cases, {seconds:.1f} s"
-    print(verdict, file=out)
+    print(_verdict(subjects, args.dtype, seconds), file=out)
     for p in written:
         print(f"report: {p}", file=out)
     for n in notes:
         print(f"note: {n}", file=out)
     return 0 if ok else 1
 
+
+def _verdict(subjects: Sequence[_Subject], dtype: str, seconds: float) -> str:
+    """``CERTIFIED: ...`` or ``NOT CERTIFIED: ...``, one line."""
+    cases = sum(s.cases for s in subjects)
+    if all(s.ok for s in subjects):
+        return f"CERTIFIED: all {len(subjects)} subject(s), {cases} cases, {dtype}, {seconds:.1f} s"
+    bad = [s.name for s in subjects if not s.ok]
+    return f"NOT CERTIFIED: {len(bad)} of {len(subjects)} subject(s) ({', '.join(bad)}); {cases} cases, {seconds:.1f} s"
