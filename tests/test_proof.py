@@ -17,7 +17,6 @@ from handgrad.reference.proofs import (
     ERROR_TARGET,
     PRIME,
     ULP_BUDGET,
-    article_name,
     exact_constant,
     prove_activation,
     prove_fused_rule,
@@ -37,6 +36,7 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad import Network
+from handgrad.notation import element_name
 
 # ---------------------------------------------------------------------------------------------
 # 1. local rules
@@ -347,12 +347,22 @@ def test_wrong_loss_gradient_fails_the_network_identity() -> None:
         assert not proof.ok and proof.first_failure == "w_11^(1)"
 
 
-def test_article_names() -> None:
-    assert article_name("W2", (0, 1)) == "w_12^(2)"
-    assert article_name("B3", (0, 0)) == "b_1^(3)"
-    assert article_name("W1", (9, 2)) == "w_10,3^(1)"
-    with pytest.raises(ValueError, match="param"):
-        article_name("X1", (0, 0))
+class TwoElementsDropped(Network):
+    """Bug: dL/dW1 loses W1[0, 12] and W1[10, 2], which a comma-less name would both call w_113^(1)."""
+
+    def backward_unchecked(self, params, cache, Y):  # type: ignore[no-untyped-def]
+        grads = super().backward_unchecked(params, cache, Y)
+        keep = np.ones_like(grads["W1"])
+        keep[0, 12] = keep[10, 2] = 0
+        grads["W1"] = grads["W1"] * keep
+        return grads
+
+
+@pytest.mark.parametrize("method", ["symbolic", "modular"])
+def test_failures_use_the_one_notation_rule(method: str) -> None:
+    proof = prove_network(TwoElementsDropped((13, 11, 1), "tanh", "squared_error"), method=method)
+    assert proof.failures == (element_name("W1", (0, 12)), element_name("W1", (10, 2)))
+    assert proof.failures == ("w_1,13^(1)", "w_11,3^(1)")
 
 
 @pytest.mark.parametrize("kwargs, kind, match", [

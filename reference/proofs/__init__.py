@@ -39,7 +39,6 @@ from .network import (
     PRIME,
     SYMBOLIC_MAX_COST,
     NetworkProof,
-    article_name,
     prove_network,
     symbolic_cost,
 )
@@ -56,7 +55,6 @@ __all__ = [
     "LayerRule",
     "LayerRulesProof",
     "NetworkProof",
-    "article_name",
     "exact_constant",
     "prove_activation",
     "prove_fused_rule",

@@ -85,7 +85,7 @@ from .modular import (
     _mod,
     _Trial,
 )
-from .opaque import _failures, _no_definition, _opaque_activation, _opaque_loss, _swap, article_name
+from .opaque import _failures, _no_definition, _opaque_activation, _opaque_loss, _swap
 from .symbolic import SYMBOLIC_MAX_COST, _prove_symbolic, _symbolic_supported, symbolic_cost
 
 __all__ = [
@@ -96,7 +96,6 @@ __all__ = [
     "ModArray",
     "NetworkProof",
     "UnsupportedOperation",
-    "article_name",
     "prove_network",
     "symbolic_cost",
 ]

@@ -14,27 +14,9 @@ from typing import Any
 import numpy as np
 
 from handgrad import Activation, FusedRule, Loss, Network
+from handgrad.notation import element_name
 
-__all__ = ["article_name"]
-
-# ---------------------------------------------------------------------------------------------
-# Article notation
-# ---------------------------------------------------------------------------------------------
-
-def article_name(param: str, index: Sequence[int]) -> str:
-    r"""The article's name of one parameter element: ``("W2", (0, 1)) -> "w_12^(2)"``, ``("B3", (0, 0)) -> "b_1^(3)"``.
-
-    Indices are 1-based; two-digit indices are separated by a comma (``w_10,3^(1)``).
-    """
-    if not isinstance(param, str) or len(param) < 2 or param[0] not in "WB" or not param[1:].isdigit():
-        raise ValueError(f"param must be a name like 'W2' or 'B1', got {param!r}")
-    layer = int(param[1:])
-    i, j = (int(index[0]) + 1, int(index[1]) + 1)
-    if param[0] == "B":
-        return f"b_{i}^({layer})"
-    sep = "," if i > 9 or j > 9 else ""
-    return f"w_{i}{sep}{j}^({layer})"
-
+__all__: list[str] = []
 
 # ---------------------------------------------------------------------------------------------
 # Opaque stand-ins for the network's activations and loss
@@ -79,9 +61,9 @@ def _failures(net: Network, hand: dict[str, Any], ref: dict[str, Any], equal: Ca
     for name in net.param_names:
         h, r = hand.get(name), ref[name]
         if h is None or np.shape(h) != np.shape(r):
-            out += [article_name(name, idx) for idx in np.ndindex(*np.shape(r))]
+            out += [element_name(name, idx) for idx in np.ndindex(*np.shape(r))]
             continue
         same = equal(h, r)
-        out += [article_name(name, idx) for idx in zip(*np.nonzero(~same), strict=True)]
+        out += [element_name(name, idx) for idx in zip(*np.nonzero(~same), strict=True)]
     return out
 
