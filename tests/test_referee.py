@@ -162,10 +162,49 @@ def test_oracle_disagreement_is_inconclusive_and_explained(monkeypatch: pytest.M
     assert any("oracles disagree" in n and "b_1^(3)" in n for n in r.notes), r.notes
 
 
-def test_too_few_oracles_is_inconclusive() -> None:
+def test_too_few_usable_references_is_inconclusive() -> None:
     net, p, X, Y = _case(ARTICLE)
-    r = referee(net, p, X, Y, net.backward, oracles=("jax",))
-    assert r.verdict == "inconclusive" and "at least 2" in r.notes[-1]
+    r = referee(net, p, X, Y, net.backward, oracles=ORACLES, min_oracles=3)
+    assert r.verdict == "inconclusive" and "at least 3" in r.notes[-1]
+
+
+_BAD_ORACLES = [
+    ("jax", TypeError, r"oracles must be a sequence of oracle names .* got str 'jax'"),
+    (("fd",), ValueError, r"oracles names 1 distinct oracle\(s\) \(fd\): a case needs at least 2"),
+    (("jax", "jax"), ValueError, r"oracles names 1 distinct oracle\(s\)"),
+    ((), ValueError, r"oracles names 0 distinct oracle\(s\) \(none\)"),
+    (("jax", "torch"), ValueError, r"oracles has unknown oracle 'torch'; choose from sympy, jax, fd"),
+]
+
+
+@pytest.mark.parametrize(("oracles", "error", "match"), _BAD_ORACLES, ids=["str", "one", "twice", "none", "unknown"])
+def test_referee_refuses_a_bad_choice_of_oracles_before_calling_the_backward(oracles, error, match) -> None:
+    net, p, X, Y = _case(ARTICLE)
+    calls = []
+    with pytest.raises(error, match=match):
+        referee(net, p, X, Y, lambda *a: calls.append(a), oracles=oracles)
+    assert calls == []
+
+
+@pytest.mark.parametrize(("oracles", "error", "match"), _BAD_ORACLES, ids=["str", "one", "twice", "none", "unknown"])
+def test_certify_refuses_a_bad_choice_of_oracles_before_drawing(oracles, error, match) -> None:
+    calls = []
+    with pytest.raises(error, match=match):
+        certify_backward(lambda *a: calls.append(a), (2, 3, 1), "sigmoid", oracles=oracles, examples=3)
+    assert calls == []
+
+
+def test_labels_come_from_the_oracle_table() -> None:
+    from handgrad.reference.judge import referee as referee_module
+    from handgrad.reference.oracles.table import ORACLES as TABLE_ORACLES
+    from handgrad.reference.oracles.table import oracle_label
+
+    assert referee_module.ORACLES is TABLE_ORACLES
+    net, p, X, Y = _case(ARTICLE)
+    r = referee(net, p, X, Y, net.backward, oracles=ORACLES)
+    pairs = {c.pair for c in r.checks}
+    assert pairs == {"finite differences vs JAX", "hand vs JAX", "hand vs finite differences"}
+    assert oracle_label("fd") == "finite differences"
 
 
 def test_renderings_text_markdown_json() -> None:

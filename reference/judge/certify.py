@@ -36,7 +36,8 @@ from hypothesis import strategies as st
 import handgrad as hg
 
 from ..cases.strategies import SCALES, CaseSpec, build_case
-from .referee import ORACLES, Backward, referee
+from ..oracles.table import ORACLES, check_oracles
+from .referee import Backward, referee
 from .reports import Certificate, Report
 from .tolerance import DEFAULT_POLICY, TolerancePolicy
 
@@ -105,13 +106,15 @@ def certify_backward(
       vary_shapes: also draw the hidden widths (1..``max_width``); the depth, input and output
         widths stay as given. Use it when your backward is written for any width.
       scales: weight scales to draw from (see :mod:`handgrad.reference.cases.strategies`), saturating included.
-      oracles: the references (``"sympy"``, ``"jax"``, ``"fd"``).
+      oracles: the references, at least two of ``"sympy"``, ``"jax"``, ``"fd"`` (the oracle table,
+        :mod:`handgrad.reference.oracles.table`); checked before anything is drawn.
       seed: hypothesis seed; the same seed replays the same cases.
       raise_on_failure: raise :class:`CertificationError` with the shrunk failing case's report.
       progress: called as ``progress(done, total)`` after each case.
     """
     if not callable(backward):
         raise TypeError(f"backward must be callable as backward(params, X, Y), got {type(backward).__name__}")
+    oracles = check_oracles(oracles)
     net = hg.Network(sizes, activations, loss, fuse=fuse)  # validates the architecture
     act_names = _names(activations, net.depth)
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):

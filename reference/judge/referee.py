@@ -40,6 +40,7 @@ import numpy as np
 from handgrad import Network, Params
 
 from ..oracles.inputs import element_name
+from ..oracles.table import ORACLES, check_oracles, oracle_label
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, Budget, TolerancePolicy, error_budget, unit_roundoff
 
@@ -53,8 +54,8 @@ __all__ = [
     "referee",
 ]
 
-ORACLES = ("sympy", "jax", "fd")
-_LABEL = {"sympy": "SymPy", "jax": "JAX", "fd": "finite differences", "hand": "hand"}
+# Read only by _run_oracles (being moved onto the oracle table's entries); labels come from the table.
+_LABEL = {name: oracle_label(name) for name in (*ORACLES, "hand")}
 
 Backward = Callable[[Params, np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
 
@@ -175,11 +176,13 @@ def referee(
       params, X, Y: the point; their dtype (float32 or float64) is the hand dtype.
       grads: a dict ``W1, B1, ...`` of gradients of the mean batch loss, or a backward function
         called as ``backward(copy_of_params, X.copy(), Y.copy())``.
-      oracles: which references to use (``"sympy"``, ``"jax"``, ``"fd"``). SymPy declines large
-        networks and says so in ``notes``.
+      oracles: which references to use, at least two of the oracle table's names (``"sympy"``,
+        ``"jax"``, ``"fd"``; :mod:`handgrad.reference.oracles.table`). SymPy declines large networks
+        and says so in ``notes``.
       min_oracles: fewer usable references than this makes the verdict ``inconclusive``.
       reproduce: a one-line recipe printed in the report.
     """
+    oracles = check_oracles(oracles)
     dtype = net.check_params(params)
     net.check_batch(params, X, Y)
     arch, m = net.describe(), X.shape[1]
@@ -224,7 +227,7 @@ def referee(
         for k in net.param_names:
             bud = b64[k] + (fd.error[k] if "fd" in (a, b) else 0.0)
             kink = fd.kink[k] if "fd" in (a, b) else None
-            check, _, _ = _compare(f"{_LABEL[a]} vs {_LABEL[b]}", k, refs[a][k], refs[b][k], bud, kink)
+            check, _, _ = _compare(f"{oracle_label(a)} vs {oracle_label(b)}", k, refs[a][k], refs[b][k], bud, kink)
             report.checks.append(check)
             if not check.ok:
                 report.verdict = "inconclusive"
@@ -242,17 +245,17 @@ def referee(
                 assert fd is not None
                 bud = hand_only[k] + fd.error[k]
                 kink_ok = _kink_bracket(hand[k], fd, k, hand_only[k])
-                check, worst, bad = _compare(f"hand vs {_LABEL[name]}", k, hand[k], ref[k], bud, kink_ok)
+                check, worst, bad = _compare(f"hand vs {oracle_label(name)}", k, hand[k], ref[k], bud, kink_ok)
             else:
                 bud = against[k]
-                check, worst, bad = _compare(f"hand vs {_LABEL[name]}", k, hand[k], ref[k], bud)
+                check, worst, bad = _compare(f"hand vs {oracle_label(name)}", k, hand[k], ref[k], bud)
             report.checks.append(check)
             if worst is not None:
                 report.verdict = "mismatch"
                 values = {"hand": float(hand[k][worst])}
-                values.update({_LABEL[o]: float(r[k][worst]) for o, r in refs.items()})
+                values.update({oracle_label(o): float(r[k][worst]) for o, r in refs.items()})
                 report.mismatches.append(Mismatch(
-                    pair=f"hand vs {_LABEL[name]}", tensor=k, index=worst, element=element_name(k, worst),
+                    pair=f"hand vs {oracle_label(name)}", tensor=k, index=worst, element=element_name(k, worst),
                     values=values, budget=float(bud[worst]), ratio=check.ratio, n_bad=int(bad.sum())))
     # One mismatch line per tensor is enough: keep the first pair's line for each tensor.
     seen: set[str] = set()
@@ -317,6 +320,6 @@ def referee_forward(net: Network, params: Mapping[str, np.ndarray], X: np.ndarra
             if name not in ("sympy", "jax"):
                 raise
             continue
-        check, _, _ = _compare(f"hand vs {_LABEL[name]}", "yhat", yhat, np.asarray(ref, dtype=np.float64), budget)
+        check, _, _ = _compare(f"hand vs {oracle_label(name)}", "yhat", yhat, np.asarray(ref, dtype=np.float64), budget)
         checks.append(check)
     return checks
