@@ -85,9 +85,9 @@ BAD = [
     (["derive", "--arch", "2-0-1", "--activation", "sigmoid"], "at least 1"),
     (["derive", "--arch", "2-3-3-1", "--activation", "sigmoid", "--weight", "w_99^(3)"], "out of range"),
     (["derive", "--arch", "2-3-3-1", "--activation", "sigmoid", "--weight", "w_11^(7)"], "layer 7 does not exist"),
-    (["derive", "--arch", "2-3-3-1", "--activation", "sigmoid", "--weight", "W3[0]"], "name an element"),
+    (["derive", "--arch", "2-3-3-1", "--activation", "sigmoid", "--weight", "W3[0]"], "a weight has two indices"),
     (["derive", "--arch", "2-3-3-1", "--activation", "sigmoid", "--weight", "__import__('os').system('x')"],
-     "cannot read weight"),
+     "cannot read"),
     (["derive", "--arch", "2-3-1"], "required: --activation"),
     (["prove", "--arch", "2-3-1", "--activation", "sigmoid,tanh,relu"], "lists 3 names but the architecture has 2"),
     (["prove", *ARCH, "--loss", "hinge"], "unknown loss 'hinge'"),
@@ -135,6 +135,28 @@ def test_parse_weight_biases_tensors_and_all() -> None:
     assert len(everything) == 2 * 3 + 3 + 3 * 3 + 3 + 3 + 1 == 25
     assert everything[0] == ("W1", (0, 0)) and everything[-1] == ("B3", (0, 0))
     assert parse_weight("w_{10,1}^{(1)}", (1, 12, 1)) == [("W1", (9, 0))]
+    assert parse_weight("W_12^(2)", SIZES) == [("W2", (0, 1))]  # the article's capital
+
+
+def test_parse_weight_reads_every_notation_name_of_a_wide_net() -> None:
+    """Every element of a net with widths up to 12, named by handgrad.notation in plain text, LaTeX
+    and code form, reads back as itself; the two names that used to collide stay apart."""
+    from handgrad.notation import code_name, element_latex, element_name
+
+    sizes = (12, 11, 12, 3)
+    everything = parse_weight("all", sizes)
+    assert len(everything) == 12 * 11 + 11 + 11 * 12 + 12 + 12 * 3 + 3
+    for tensor, index in everything:
+        for name in (element_name(tensor, index), element_latex(tensor, index), code_name(tensor, index)):
+            assert parse_weight(name, sizes) == [(tensor, index)], name
+    assert parse_weight("w_1,13^(1)", (13, 11, 1)) == [("W1", (0, 12))]
+    assert parse_weight("w_11,3^(1)", (13, 11, 1)) == [("W1", (10, 2))]
+
+
+def test_derive_names_wide_elements_with_the_notation_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["derive", "--arch", "12-2-1", "--activation", "tanh", "--weight", "W1[1,10]"]) == 0
+    formula = capsys.readouterr().out.splitlines()[-1]
+    assert formula.startswith("dL/dw_2,11^(1) = ") and "x_1,11" in formula, formula
 
 
 # -- certify ------------------------------------------------------------------------------------
@@ -248,14 +270,14 @@ def test_latex_to_text_reader() -> None:
     tex = r"\frac{\partial L}{\partial b_{2}^{(1)}} = \sqrt{\pi} \operatorname{erfc}{\left(x_{11} \right)}"
     assert latex_to_text(tex) == "dL/db_2^(1) = sqrt(pi) erfc(x_11)"
     assert latex_to_text(r"\frac{\partial L}{\partial w_{12,3}^{(2)}} = \left(z_{1}^{(1)}\right)^{2}") \
-        == "dL/dw_(12,3)^(2) = (z_1^(1))^2"
+        == "dL/dw_12,3^(2) = (z_1^(1))^2"
     # Anything it does not know is refused (the command then prints the LaTeX), never guessed.
     assert latex_to_text(r"\frac{\partial L}{\partial w_{11}^{(1)}} = \mathbb{R}") is None
     assert latex_to_text(r"\frac{\partial L}{\partial w_{11}^{(1)}} = \frac{1}{2") is None
     assert latex_to_text("no equation") is None
 
 
-_NAME = re.compile(r"([wbz])_(?:\((\d+),(\d+)\)|(\d)(\d)|(\d+))\^\((\d+)\)|x_(?:\((\d+),(\d+)\)|(\d)(\d))")
+_NAME = re.compile(r"([wbz])_(?:(\d+),(\d+)|(\d)(\d)|(\d+))\^\((\d+)\)|x_(?:(\d+),(\d+)|(\d)(\d))")
 
 
 def _identifier(m: re.Match[str]) -> str:

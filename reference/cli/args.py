@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import handgrad as hg
+from handgrad.notation import NotationError, is_parameter_name, parse_element
 
 __all__ = ["UsageError", "load_backward", "parse_activations", "parse_sizes", "parse_weight"]
 
@@ -109,21 +110,13 @@ def parse_activations(text: str, depth: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-_W_ARTICLE = re.compile(r"""
-    (?P<kind>[wWbB])_?\{?
-    (?: (?P<i>[0-9]+),(?P<j>[0-9]+)       # w_{1,2}^{(3)}: any number of digits, comma-separated
-      | (?P<ij>[0-9]{1,2}) )              # w_12^(3): one digit each (b_1^(3): one index)
-    \}?\^\{?\(?(?P<layer>[0-9]+)\)?\}?
-    """, re.VERBOSE)
-_W_CODE = re.compile(r"(?P<kind>[WB])(?P<layer>[0-9]+)(?:\[(?P<i>[0-9]+)(?:,(?P<j>[0-9]+))?\])?")
-
-
 def parse_weight(text: str, sizes: Sequence[int]) -> list[tuple[str, tuple[int, int]]]:
     r"""Which parameters ``text`` names, as ``[(tensor, (row, col)), ...]`` with 0-based indices.
 
-    Accepted (spaces ignored): ``all``; the article's notation, 1-based, ``w_11^(3)``,
-    ``w_{12}^{(2)}``, ``w_{1,12}^{(2)}``, ``b_2^(1)``; the code's names, 0-based, ``W3[0,0]``,
-    ``B2[1]``, ``B2[1,0]``, or a whole tensor ``W2``.
+    Accepted (spaces ignored): ``all``; a whole tensor, ``W2`` or ``B1``; one element in any form
+    :func:`handgrad.notation.parse_element` reads: the article's notation, 1-based, ``w_11^(3)``,
+    ``w_{12}^{(2)}``, ``w_{1,12}^{(2)}``, ``w_1,12^(2)``, ``b_2^(1)``, or the code's names, 0-based,
+    ``W3[0,0]``, ``B2[1]``, ``B2[1,0]``. The element must exist in the architecture ``sizes``.
 
     >>> parse_weight("w_12^(3)", (2, 3, 3, 1))
     [('W3', (0, 1))]
@@ -133,52 +126,32 @@ def parse_weight(text: str, sizes: Sequence[int]) -> list[tuple[str, tuple[int, 
     depth = len(sizes) - 1
     t = "".join(str(text).split())
     if t.lower() == "all":
-        return [(f"{k}{l}", idx) for l in range(1, depth + 1) for k in "WB"
-                for idx in _indices(k, sizes[l], sizes[l - 1])]
-    m = _W_CODE.fullmatch(t)
-    if m is not None:
-        kind, layer = m["kind"], int(m["layer"])
+        return [(f"{k}{l}", idx) for l in range(1, depth + 1) for k in "WB" for idx in _indices(k, sizes, l)]
+    if is_parameter_name(t):
+        layer = int(t[1:])
         _check_layer(layer, depth, t)
-        rows, cols = sizes[layer], (sizes[layer - 1] if kind == "W" else 1)
-        if m["i"] is None:
-            return [(f"{kind}{layer}", idx) for idx in _indices(kind, rows, sizes[layer - 1])]
-        i = int(m["i"])
-        j = int(m["j"]) if m["j"] is not None else None
-        if kind == "W" and j is None:
-            raise UsageError(f"{t}: W{layer} is a matrix of shape ({rows}, {cols}); name an element as W{layer}[i,j]")
-        j = 0 if j is None else j
-        if not (i < rows and j < cols):
-            raise UsageError(f"{t} is out of range: {kind}{layer} has shape ({rows}, {cols}) "
-                             f"(0-based indices; in article notation use w_ij^(l), 1-based)")
-        return [(f"{kind}{layer}", (i, j))]
-    m = _W_ARTICLE.fullmatch(t)
-    if m is not None:
-        kind, layer = m["kind"].upper(), int(m["layer"])
-        _check_layer(layer, depth, t)
-        rows, cols = sizes[layer], (sizes[layer - 1] if kind == "W" else 1)
-        if m["ij"] is not None:
-            digits = m["ij"]
-            if kind == "W" and len(digits) != 2:
-                raise UsageError(f"{t}: a weight needs two indices, w_ij^(l) (use w_{{i,j}}^(l) for i or j >= 10)")
-            if kind == "B" and len(digits) != 1:
-                raise UsageError(f"{t}: a bias has one index, b_i^(l) (use b_{{i}}^(l))")
-            i1, j1 = (int(digits[0]), int(digits[1])) if kind == "W" else (int(digits), 1)
-        else:
-            if kind == "B":
-                raise UsageError(f"{t}: a bias has one index, b_i^(l)")
-            i1, j1 = int(m["i"]), int(m["j"])
-        if not (1 <= i1 <= rows and 1 <= j1 <= cols):
-            sym = "w_ij" if kind == "W" else "b_i"
-            raise UsageError(f"{t} is out of range: {sym}^({layer}) has i in 1..{rows}"
-                             + (f", j in 1..{cols}" if kind == "W" else "") + " (article indices are 1-based)")
-        return [(f"{kind}{layer}", (i1 - 1, j1 - 1))]
-    raise UsageError(f"cannot read weight {text!r}: use all, w_ij^(l) (article, 1-based), "
-                     "W<l>[i,j] or B<l>[i] (code, 0-based), or a tensor name like W2")
+        return [(t, idx) for idx in _indices(t[0], sizes, layer)]
+    article = "[" not in t  # the code's names index with brackets
+    try:  # the article's capital W_12^(2) reads as w_12^(2)
+        tensor, (i, j) = parse_element(t[:1].lower() + t[1:] if article else t)
+    except NotationError as exc:
+        raise UsageError(f"--weight: {exc} (also: all, or a whole tensor such as W2)") from None
+    layer = int(tensor[1:])
+    _check_layer(layer, depth, t)
+    rows, cols = sizes[layer], (sizes[layer - 1] if tensor[0] == "W" else 1)
+    if i < rows and j < cols:
+        return [(tensor, (i, j))]
+    if not article:
+        raise UsageError(f"{t} is out of range: {tensor} has shape ({rows}, {cols}) "
+                         "(0-based indices; in article notation use w_ij^(l), 1-based)")
+    sym = "w_ij" if tensor[0] == "W" else "b_i"
+    raise UsageError(f"{t} is out of range: {sym}^({layer}) has i in 1..{rows}"
+                     + (f", j in 1..{cols}" if tensor[0] == "W" else "") + " (article indices are 1-based)")
 
 
-def _indices(kind: str, rows: int, cols_w: int) -> list[tuple[int, int]]:
-    cols = cols_w if kind == "W" else 1
-    return [(i, j) for i in range(rows) for j in range(cols)]
+def _indices(kind: str, sizes: Sequence[int], layer: int) -> list[tuple[int, int]]:
+    cols = sizes[layer - 1] if kind == "W" else 1
+    return [(i, j) for i in range(sizes[layer]) for j in range(cols)]
 
 
 def _check_layer(layer: int, depth: int, t: str) -> None:

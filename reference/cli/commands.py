@@ -6,6 +6,7 @@ import argparse
 from typing import TextIO
 
 import handgrad as hg
+from handgrad.notation import element_name
 
 from ..oracles.latex_text import latex_to_text
 from .args import UsageError, _imports, _network, parse_weight
@@ -43,7 +44,7 @@ def _cmd_derive(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _article_name(name: str, i: int, j: int) -> str:
-    return f"dL/dw_{i + 1}{j + 1}^({name[1:]})" if name[0] == "W" else f"dL/db_{i + 1}^({name[1:]})"
+    return f"dL/d{element_name(name, (i, j))}"
 
 
 

@@ -2,12 +2,16 @@ r"""Plain text for the LaTeX the SymPy oracle displays (:meth:`SympyOracle.latex
 <handgrad.reference.oracles.sympy_oracle.SympyOracle.latex>`), for ``handgrad derive``.
 
 A small recursive-descent reader of the LaTeX subset SymPy prints for these closed forms; anything
-it does not know gives ``None`` (the caller then shows the LaTeX), never a guess.
+it does not know gives ``None`` (the caller then shows the LaTeX), never a guess. Element names
+follow :mod:`handgrad.notation` (a comma between the indices once one has two digits,
+``w_1,13^(1)``), in the head and in the body alike.
 """
 
 from __future__ import annotations
 
 import re
+
+from handgrad.notation import NotationError, element_name, parse_element
 
 __all__ = ["latex_to_text"]
 
@@ -150,7 +154,7 @@ class _TexText:
                 if out and out[-1] == "e" and tok == "^":
                     out[-1] = f"exp({arg})"
                     continue
-                simple = re.fullmatch(r"[A-Za-z0-9]+|\(\d+\)", arg) is not None
+                simple = re.fullmatch(r"[A-Za-z0-9]+|\d+(?:,\d+)+|\(\d+\)", arg) is not None
                 out.append(tok + (arg if simple else f"({arg})"))
             elif tok.startswith("\\") and tok[1:] in _TEX_FUNCS and tok[1:] != "sqrt":
                 self.skip_space()
@@ -180,11 +184,14 @@ def latex_to_text(tex: str) -> str | None:
     >>> latex_to_text(r"\frac{\partial L}{\partial w_{11}^{(3)}} = \frac{x_{21} e^{z_{1}^{(2)}}}{e^{z_{1}^{(2)}} + 1}")
     'dL/dw_11^(3) = (x_21 exp(z_1^(2)))/(exp(z_1^(2)) + 1)'
     """
-    m = re.fullmatch(r"\\frac\{\\partial L\}\{\\partial ([wb])_\{([0-9,]+)\}\^\{\((\d+)\)\}\} = (.*)", tex.strip(),
-                     re.S)
+    m = re.fullmatch(r"\\frac\{\\partial L\}\{\\partial (\S+)\} = (.*)", tex.strip(), re.S)
     if m is None:
         return None
-    kind, idx, layer, body = m.groups()
+    element, body = m.groups()
+    try:
+        tensor, index = parse_element(element)
+    except NotationError:
+        return None
     tokens = _tex_tokens(body)
     if tokens is None:
         return None
@@ -194,6 +201,5 @@ def latex_to_text(tex: str) -> str | None:
     except (_TexError, IndexError):
         return None
     text = re.sub(r"\s+\)", ")", re.sub(r"\(\s+", "(", text)).strip()
-    sub = f"({idx})" if "," in idx else idx
-    return f"dL/d{kind}_{sub}^({layer}) = {text}"
+    return f"dL/d{element_name(tensor, index)} = {text}"
 
