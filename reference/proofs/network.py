@@ -19,8 +19,10 @@ built by this module's own forward pass (never handgrad's) and differentiated
   :math:`f_l'(z)`, and ``expand(hand - diff) == 0`` is a deterministic proof (both sides are
   polynomials in the parameters, inputs, labels and atoms; atoms with equal expanded arguments
   are the same atom).
-* ``method="modular"``: by forward-mode differentiation, one tangent per parameter (never the
-  reverse recurrence), in exact arithmetic modulo the prime :data:`PRIME`
+* ``method="modular"``: by forward-mode differentiation (never the reverse recurrence): one
+  tangent per pre-activation entry :math:`z^{(l)}_{ik}` pushed forward to the loss, then the chain
+  rule at the affine map :math:`z^{(l)} = W^{(l)} a^{(l-1)} + B^{(l)}` (see :func:`_reference`),
+  in exact arithmetic modulo the prime :data:`PRIME`
   :math:`= 2^{26} - 5`, at random points. This is an exact randomized identity test (next
   paragraphs).
 
@@ -68,6 +70,7 @@ being :math:`J^T g` (proved for softmax by ``prove_activation``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,12 +261,27 @@ def _act_tangent(local: ModArray, t: ModArray) -> ModArray:
 
 
 _TANGENT_CHUNK = 4096
+"""Tangents pushed forward together (bounds the memory of one batch of tangents)."""
 
 
 def _reference(net: Network, trial: _Trial, head: str, params: dict[str, ModArray], X: ModArray,
                Y: ModArray, m: int) -> dict[str, ModArray]:
-    """Forward mode: one tangent per parameter, pushed through this module's own forward pass."""
-    sizes, depth = net.sizes, net.depth
+    r"""Forward mode through this module's own forward pass, then the chain rule at each affine map.
+
+    For each layer :math:`l`, one tangent per pre-activation entry :math:`z^{(l)}_{ik}` (unit i,
+    sample k) is pushed forward through the layers above it to the loss, giving
+    :math:`\partial L/\partial z^{(l)}_{ik}` (:func:`_pre_activation_gradient`). A parameter of layer
+    :math:`l` enters :math:`L` only through :math:`z^{(l)} = W^{(l)} a^{(l-1)} + B^{(l)}`, whose row i
+    alone depends on :math:`w_{ij}` and :math:`b_i`, with :math:`\partial z_{ik}/\partial w_{ij} = a_{jk}`
+    and :math:`\partial z_{ik}/\partial b_i = 1`; so
+    :math:`\partial L/\partial w_{ij} = \sum_k \partial L/\partial z_{ik}\, a_{jk}` and
+    :math:`\partial L/\partial b_i = \sum_k \partial L/\partial z_{ik}`. These are the same numbers as
+    one tangent per parameter (the seed of :math:`w_{ij}` is :math:`\sum_k a_{jk}` times the seed of
+    :math:`z_{ik}`, and tangents are linear in their seed), for :math:`n_l m` tangents per layer
+    instead of :math:`n_l n_{l-1}`. Nothing is passed backward between layers: no :math:`W^T`, no
+    :math:`\delta` recurrence.
+    """
+    depth = net.depth
     a, z, local = [X], [], []
     for l in range(1, depth + 1):
         z.append(params[f"W{l}"] @ a[-1] + params[f"B{l}"])
@@ -272,6 +290,7 @@ def _reference(net: Network, trial: _Trial, head: str, params: dict[str, ModArra
         # queried once per layer: every tangent uses the same atoms f_l'(z) (or J_l(z))
         if l < depth or head != "fused":
             local.append(trial.fprime(l, z[-1]) if act.elementwise else trial.jacobian(l, z[-1]))
+    g_out = None
     if head == "fused":
         g_out = trial.head_grad(z[-1], Y)
     elif head == "opaque":
@@ -289,26 +308,30 @@ def _reference(net: Network, trial: _Trial, head: str, params: dict[str, ModArra
 
     grads: dict[str, ModArray] = {}
     for l0 in range(1, depth + 1):
-        n, nprev = sizes[l0], sizes[l0 - 1]
-        prev = a[l0 - 1]
-        for kind, count in (("W", n * nprev), ("B", n)):
-            parts = []
-            for s in range(0, count, _TANGENT_CHUNK):
-                idx = np.arange(s, min(count, s + _TANGENT_CHUNK))
-                seed = np.zeros((idx.size, n, m), dtype=np.int64)
-                if kind == "W":  # d z^(l0) / d w_ij = e_i a_j^(l0-1)
-                    seed[np.arange(idx.size), idx // nprev, :] = prev.view(np.ndarray)[idx % nprev, :]
-                    t = _mod(seed, prev.deg)
-                else:            # d z^(l0) / d b_i = e_i
-                    seed[np.arange(idx.size), idx, :] = 1
-                    t = _mod(seed, (0, 0))
-                for l in range(l0, depth):
-                    t = params[f"W{l + 1}"] @ _act_tangent(local[l - 1], t)
-                parts.append(loss_tangent(t))
-            flat = parts[0] if len(parts) == 1 else _mod(np.concatenate([p.view(np.ndarray) for p in parts]),
-                                                         _deg_max(*(p.deg for p in parts)))
-            grads[f"{kind}{l0}"] = flat.reshape((n, nprev) if kind == "W" else (n, 1))
+        dz = _pre_activation_gradient(l0, net.sizes[l0], m, params, local, loss_tangent, depth)
+        grads[f"W{l0}"] = dz @ a[l0 - 1].T
+        grads[f"B{l0}"] = dz.sum(axis=1, keepdims=True)
     return grads
+
+
+def _pre_activation_gradient(l0: int, n: int, m: int, params: dict[str, ModArray], local: list[ModArray],
+                             loss_tangent: Callable[[ModArray], ModArray], depth: int) -> ModArray:
+    r""":math:`\partial L/\partial z^{(l_0)}`, shape (n, m): the unit tangent of each entry (i, k) of
+    :math:`z^{(l_0)}` pushed forward, :math:`dz^{(l+1)} = W^{(l+1)} (f_l'(z^{(l)}) \odot dz^{(l)})`,
+    up to the loss, in batches of :data:`_TANGENT_CHUNK` tangents."""
+    count = n * m
+    parts = []
+    for s in range(0, count, _TANGENT_CHUNK):
+        idx = np.arange(s, min(count, s + _TANGENT_CHUNK))
+        seed = np.zeros((idx.size, n, m), dtype=np.int64)
+        seed[np.arange(idx.size), idx // m, idx % m] = 1
+        t = _mod(seed, (0, 0))
+        for l in range(l0, depth):
+            t = params[f"W{l + 1}"] @ _act_tangent(local[l - 1], t)
+        parts.append(loss_tangent(t))
+    flat = parts[0] if len(parts) == 1 else _mod(np.concatenate([p.view(np.ndarray) for p in parts]),
+                                                 _deg_max(*(p.deg for p in parts)))
+    return flat.reshape(n, m)
 
 
 def _prove_modular(net: Network, trials: int | None, seed: int, batch: int) -> tuple[
