@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 import handgrad as hg
 
+from ..judge.reports import RunSummary, SubjectResult
 from .args import (
     UsageError,
     _check_activation,
@@ -23,7 +23,7 @@ from .args import (
     load_backward,
 )
 from .progress import _Progress
-from .report_files import _fmt_ratio, _write_reports
+from .report_files import write_reports
 from .runner import _hypothesis_home, _Job, _run_job, _run_parallel
 
 __all__ = ["DEFAULT_BACKWARD_EXAMPLES", "DEFAULT_EXAMPLES"]
@@ -34,66 +34,7 @@ DEFAULT_BACKWARD_EXAMPLES = 30
 """Cases for a user's backward (``--backward``): one architecture, so more cases."""
 
 
-@dataclass
-class _Subject:
-    """One row of the summary: an activation, a loss, or a user's backward, over its architectures."""
-
-    name: str
-    kind: str
-    archs: list[tuple[tuple[int, ...], tuple[str, ...], str, bool]]
-    backward: Callable[..., Any] | None = None
-    certificates: list[Any] = field(default_factory=list)
-
-    @property
-    def cases(self) -> int:
-        return sum(c.cases for c in self.certificates)
-
-    @property
-    def certified(self) -> int:
-        return sum(c.certified for c in self.certificates)
-
-    @property
-    def inconclusive(self) -> int:
-        return sum(c.inconclusive for c in self.certificates)
-
-    @property
-    def failed(self) -> bool:
-        return any(c.failure is not None for c in self.certificates)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.certificates) and all(c.ok for c in self.certificates)
-
-    @property
-    def status(self) -> str:
-        if self.ok:
-            return "certified"
-        if self.failed:
-            return "FAILED"
-        return "UNDECIDED"
-
-    def ratios(self) -> dict[str, float]:
-        from .plot import certificate_ratios
-
-        return certificate_ratios(self.certificates)
-
-    def worst(self) -> float | None:
-        r = self.ratios()
-        return max(r.values()) if r else None
-
-
-def _table(subjects: Sequence[_Subject]) -> str:
-    w = max([len("subject"), *(len(s.name) for s in subjects)])
-    head = f"{'subject':<{w}}  {'archs':>5}  {'cases':>5}  {'certified':>9}  {'inconclusive':>12}  " \
-           f"{'worst err/budget':>16}  status"
-    lines = [head, "-" * len(head)]
-    for s in subjects:
-        lines.append(f"{s.name:<{w}}  {len(s.archs):>5}  {s.cases:>5}  {s.certified:>9}  {s.inconclusive:>12}  "
-                     f"{_fmt_ratio(s.worst()):>16}  {s.status}")
-    return "\n".join(lines)
-
-
-def _subjects_from_registry(args: argparse.Namespace) -> list[_Subject]:
+def _subjects_from_registry(args: argparse.Namespace) -> list[SubjectResult]:
     from ..cases.pools import activation_pool, loss_pool
 
     acts = _names_list(args.activations, "--activations") if args.activations else None
@@ -104,27 +45,29 @@ def _subjects_from_registry(args: argparse.Namespace) -> list[_Subject]:
         _check_loss(lo)
     if acts is None and losses is None:
         acts, losses = hg.activation_names(), hg.loss_names()
-    subjects = [_Subject(f"activation {a}", "activation", activation_pool(a)) for a in dict.fromkeys(acts or [])]
+    subjects = [SubjectResult(f"activation {a}", "activation", activation_pool(a))
+                for a in dict.fromkeys(acts or [])]
     for lo in dict.fromkeys(losses or []):
         pool = loss_pool(lo)
         if not pool:
             raise UsageError(f"no registered output activation fits loss {lo!r}; register one whose output_range "
                              "lies in the loss's prediction_range, or a fused rule")
-        subjects.append(_Subject(f"loss {lo}", "loss", pool))
+        subjects.append(SubjectResult(f"loss {lo}", "loss", pool))
     return subjects
 
 
-def _subject_from_backward(args: argparse.Namespace) -> _Subject:
+def _subject_from_backward(args: argparse.Namespace) -> tuple[SubjectResult, Callable[..., Any]]:
     backward = load_backward(args.backward)
     net = _network(args, fuse=not args.no_fuse)
     acts = tuple(a.name for a in net.activations)
-    return _Subject(args.backward, "backward", [(net.sizes, acts, net.loss.name, net.fuse)], backward=backward)
+    return SubjectResult(args.backward, "backward", [(net.sizes, acts, net.loss.name, net.fuse)]), backward
 
 
 class _Plan(NamedTuple):
     """What a ``handgrad certify`` run will do, decided (and every argument checked) before it starts."""
 
-    subjects: list[_Subject]
+    subjects: list[SubjectResult]
+    backward: Callable[..., Any] | None
     examples: int
     oracles: tuple[str, ...]
     report_dir: Path | None
@@ -149,7 +92,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
                                  "use --activations/--losses to restrict the registry run")
         if args.no_fuse or args.vary_shapes:
             raise UsageError("--no-fuse and --vary-shapes apply to --backward only")
-        subjects = _subjects_from_registry(args)
+        subjects, backward = _subjects_from_registry(args), None
         examples = args.examples or DEFAULT_EXAMPLES
     else:
         if args.activations or args.losses:
@@ -159,15 +102,16 @@ def _plan(args: argparse.Namespace) -> _Plan:
         if missing:
             raise UsageError(f"--backward needs {' and '.join(missing)} (e.g. --arch 2-3-3-1 --activation sigmoid)")
         args.loss = args.loss or "squared_error"
-        subjects = [_subject_from_backward(args)]
+        subject, backward = _subject_from_backward(args)
+        subjects = [subject]
         examples = args.examples or DEFAULT_BACKWARD_EXAMPLES
     oracles = _parse_oracles(args.oracles)
     report_dir = Path(args.report_dir) if not args.no_report else None
     if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
         raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
     jobs = [_Job(i, s.name, s.kind, *arch, args.dtype, examples, bool(args.vary_shapes), args.max_width,
-                 oracles, args.seed) for i, s in enumerate(subjects) for arch in s.archs]
-    return _Plan(subjects, examples, oracles, report_dir, jobs, min(args.jobs, len(jobs)))
+                 oracles, args.seed) for i, s in enumerate(subjects) for arch in s.architectures]
+    return _Plan(subjects, backward, examples, oracles, report_dir, jobs, min(args.jobs, len(jobs)))
 
 
 def _run(plan: _Plan, args: argparse.Namespace, err: TextIO) -> float:
@@ -183,7 +127,7 @@ def _run(plan: _Plan, args: argparse.Namespace, err: TextIO) -> float:
                     bar.job(job.label())
                     s = plan.subjects[job.index]
                     try:
-                        cert = _run_job(job, s.backward, bar.update)
+                        cert = _run_job(job, plan.backward, bar.update)
                     except (ValueError, TypeError) as exc:
                         if s.kind == "backward":  # the user's architecture: a bad argument
                             raise UsageError(" ".join(str(exc).split())) from None
@@ -201,9 +145,9 @@ def _run(plan: _Plan, args: argparse.Namespace, err: TextIO) -> float:
 
 def _render(plan: _Plan, args: argparse.Namespace, seconds: float, out: TextIO) -> int:
     """Print the failing reports, the table and the verdict, write the report files; the exit code."""
-    subjects = plan.subjects
-    ok = all(s.ok for s in subjects)
-    failing = [c for s in subjects for c in s.certificates if not c.ok]
+    summary = RunSummary(plan.subjects, "handgrad " + shlex.join(args.argv), args.seed, plan.examples,
+                         plan.oracles, seconds, dtype=args.dtype, vary_shapes=bool(args.vary_shapes))
+    failing = [c for s in plan.subjects for c in s.certificates if not c.ok]
     for c in failing:
         print(c.text(), file=out)
         print(file=out)
@@ -213,22 +157,13 @@ def _render(plan: _Plan, args: argparse.Namespace, seconds: float, out: TextIO) 
     written: list[Path] = []
     notes: list[str] = []
     if plan.report_dir is not None:
-        written, notes = _write_reports(plan.report_dir, subjects, args, plan.examples, plan.oracles, seconds, ok)
+        written, notes = write_reports(plan.report_dir, summary)
     if not args.quiet:
-        print(_table(subjects), file=out)
+        print(summary.table(), file=out)
         print(file=out)
-    print(_verdict(subjects, args.dtype, seconds), file=out)
+    print(summary.verdict(), file=out)
     for p in written:
         print(f"report: {p}", file=out)
     for n in notes:
         print(f"note: {n}", file=out)
-    return 0 if ok else 1
-
-
-def _verdict(subjects: Sequence[_Subject], dtype: str, seconds: float) -> str:
-    """``CERTIFIED: ...`` or ``NOT CERTIFIED: ...``, one line."""
-    cases = sum(s.cases for s in subjects)
-    if all(s.ok for s in subjects):
-        return f"CERTIFIED: all {len(subjects)} subject(s), {cases} cases, {dtype}, {seconds:.1f} s"
-    bad = [s.name for s in subjects if not s.ok]
-    return f"NOT CERTIFIED: {len(bad)} of {len(subjects)} subject(s) ({', '.join(bad)}); {cases} cases, {seconds:.1f} s"
+    return 0 if summary.ok else 1

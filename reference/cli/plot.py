@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ..judge.certify import Certificate
+from ..judge.reports import Certificate, worst_ratios
 
 __all__ = ["RATIO_FLOOR", "certificate_ratios", "matplotlib_available", "plot_error_budget"]
 
@@ -41,30 +40,10 @@ def matplotlib_available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def _tensor_key(name: str) -> tuple[int, int, str]:
-    m = re.fullmatch(r"([WB])(\d+)", name)
-    if m is None:
-        return (10**6, 0, name)
-    return (int(m.group(2)), 0 if m.group(1) == "W" else 1, name)
-
-
 def certificate_ratios(certificates: Iterable[Certificate]) -> dict[str, float]:
-    """Worst error-to-budget ratio per tensor over ``certificates`` (``W1, B1, W2, ...`` order).
-
-    Certified cases contribute their per-tensor worst ratio; a failing case (a mismatch) its own,
-    so the tensor the bug corrupts shows up beyond the budget line. A case where the backward
-    raised or returned malformed gradients has no ratio and contributes nothing.
-    """
-    out: dict[str, float] = {}
-    for cert in certificates:
-        sources = [cert.per_tensor]
-        if cert.failure is not None:
-            sources.append(cert.failure.per_tensor())
-        for per in sources:
-            for k, d in per.items():
-                r = float(d["ratio"])
-                out[k] = max(out.get(k, 0.0), r) if not math.isnan(r) else out.get(k, 0.0)
-    return {k: out[k] for k in sorted(out, key=_tensor_key)}
+    """Worst error-to-budget ratio per tensor over ``certificates`` (``W1, B1, W2, ...`` order):
+    :func:`handgrad.reference.judge.reports.worst_ratios`, the one definition of it."""
+    return worst_ratios(certificates)
 
 
 def plot_error_budget(
