@@ -23,13 +23,14 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import numpy as np  # noqa: E402
+from handgrad.reference.cases.architecture import Architecture  # noqa: E402
 from handgrad.reference.cases.pools import fits_output  # noqa: E402
 from handgrad.reference.cases.strategies import SCALES, CaseSpec, build_case, in_domain  # noqa: E402
 
 import handgrad as hg  # noqa: E402
 
 
-def make_pool(n: int, seed: int) -> list[tuple]:
+def make_pool(n: int, seed: int) -> list[Architecture]:
     rng = np.random.default_rng(seed)
     acts, losses = hg.activation_names(), hg.loss_names()
     pool = []
@@ -43,7 +44,7 @@ def make_pool(n: int, seed: int) -> list[tuple]:
         fuse = bool(rng.integers(0, 2))
         hidden = tuple(acts[int(i)] for i in rng.integers(0, len(acts), depth - 1))
         lasts = [a for a in acts if fits_output(loss, a, fuse)]
-        pool.append((sizes, (*hidden, lasts[int(rng.integers(0, len(lasts)))]), loss.name, fuse))
+        pool.append(Architecture(sizes, (*hidden, lasts[int(rng.integers(0, len(lasts)))]), loss.name, fuse))
     return pool
 
 

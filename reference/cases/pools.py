@@ -16,8 +16,9 @@ A loss is certified with a ``tanh`` hidden layer and, as output, up to three act
 range fits it, both fused (the loss's fused rule, when it has one) and unfused.
 
 Everything is read from the registry when called, so activations and losses registered by a
-user (``handgrad.register_activation``) get pools too. ``(sizes, activations, loss, fuse)``
-tuples are what :func:`handgrad.reference.cases.strategies.case_specs` and :func:`handgrad.Network` take.
+user (``handgrad.register_activation``) get pools too. Pools are lists of
+:class:`~handgrad.reference.cases.architecture.Architecture`, what
+:func:`handgrad.reference.cases.strategies.case_specs` draws from.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ import numpy as np
 
 import handgrad as hg
 
-__all__ = ["Arch", "activation_pool", "loss_pool", "fits_output"]
+from .architecture import Architecture
 
-Arch = tuple[tuple[int, ...], tuple[str, ...], str, bool]
-"""``(sizes, activations, loss, fuse)``: one architecture."""
+__all__ = ["activation_pool", "loss_pool", "fits_output"]
 
 
 def fits_output(loss: hg.Loss | str, activation: hg.Activation | str, fuse: bool) -> bool:
@@ -42,43 +42,43 @@ def fits_output(loss: hg.Loss | str, activation: hg.Activation | str, fuse: bool
     return act.output_range[0] >= lo and act.output_range[1] <= hi
 
 
-def activation_pool(name: str) -> list[Arch]:
+def activation_pool(name: str) -> list[Architecture]:
     """Architectures that use activation ``name`` in hidden layers and, where it fits, as output.
 
     >>> activation_pool("sigmoid")[0]
-    ((3, 3, 3, 2), ('sigmoid', 'sigmoid', 'identity'), 'squared_error', True)
+    Architecture(sizes=(3, 3, 3, 2), activations=('sigmoid', 'sigmoid', 'identity'), loss='squared_error', fuse=True)
     """
     act = hg.get_activation(name)
     name = act.name
-    pool: list[Arch] = [
-        ((3, 3, 3, 2), (name, name, "identity"), "squared_error", True),
-        ((2, 4, 1), (name, "sigmoid"), "bce", True),
-        ((4, 2, 3, 3, 2, 1), (name, "tanh", name, name, "identity"), "squared_error", True),
+    pool = [
+        Architecture((3, 3, 3, 2), (name, name, "identity"), "squared_error", True),
+        Architecture((2, 4, 1), (name, "sigmoid"), "bce", True),
+        Architecture((4, 2, 3, 3, 2, 1), (name, "tanh", name, name, "identity"), "squared_error", True),
     ]
     if act.output_range == (-np.inf, np.inf) or act.elementwise:
-        pool.append(((3, 3, 3), (name, name), "squared_error", True))
+        pool.append(Architecture((3, 3, 3), (name, name), "squared_error", True))
     return pool
 
 
-def loss_pool(name: str, *, per_fuse: int = 3) -> list[Arch]:
+def loss_pool(name: str, *, per_fuse: int = 3) -> list[Architecture]:
     """Architectures 3-4-3 (``tanh``, then an output activation) for loss ``name``: up to
     ``per_fuse`` compatible output activations with ``fuse=True`` and as many with ``fuse=False``,
     in registry order. ``fuse=True`` on an activation the loss has no fused rule for is the same
     network as ``fuse=False``, so it is listed once, as ``fuse=False``.
 
-    >>> for arch in loss_pool("bce"): print(arch)
-    ((3, 4, 3), ('tanh', 'sigmoid'), 'bce', True)
-    ((3, 4, 3), ('tanh', 'softmax'), 'bce', False)
-    ((3, 4, 3), ('tanh', 'sigmoid'), 'bce', False)
+    >>> for arch in loss_pool("bce"): print(arch.label())
+    3-4-3 tanh/sigmoid, bce
+    3-4-3 tanh/softmax, bce (unfused)
+    3-4-3 tanh/sigmoid, bce (unfused)
     """
     if isinstance(per_fuse, bool) or not isinstance(per_fuse, int) or per_fuse < 1:
         raise ValueError(f"per_fuse must be a positive int, got {per_fuse!r}")
     loss = hg.get_loss(name)
-    pool: list[Arch] = []
+    pool: list[Architecture] = []
     for fuse in (True, False):
         lasts = [a for a in hg.activation_names() if fits_output(loss, a, fuse)]
         for last in lasts[:per_fuse]:
-            arch = ((3, 4, 3), ("tanh", last), loss.name, fuse and last in loss.fused)
+            arch = Architecture((3, 4, 3), ("tanh", last), loss.name, fuse and last in loss.fused)
             if arch not in pool:
                 pool.append(arch)
     return pool

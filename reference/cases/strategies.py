@@ -42,11 +42,13 @@ from hypothesis import strategies as st
 import handgrad as hg
 from handgrad import NUMPY_OPS, Network, Params
 
+from .architecture import Architecture
 from .pools import fits_output
 
 __all__ = [
     "SCALES",
     "Z_MAX",
+    "Architecture",
     "CaseSpec",
     "examples",
     "activation_names",
@@ -80,8 +82,12 @@ class CaseSpec(NamedTuple):
     scale: str
     seed: int
 
+    @property
+    def architecture(self) -> Architecture:
+        return Architecture(self.sizes, self.activations, self.loss, self.fuse)
+
     def network(self) -> Network:
-        return Network(self.sizes, list(self.activations), self.loss, fuse=self.fuse)
+        return self.architecture.network()
 
     def reproduce(self, dtype: str = "float64") -> str:
         return f"handgrad.reference.build_case({self!r}, dtype='{dtype}', filter_domain=False)"
@@ -118,8 +124,8 @@ def architectures(
     activations: Sequence[str] | None = None,
     losses: Sequence[str] | None = None,
     square: float = 0.3,
-) -> tuple[tuple[int, ...], tuple[str, ...], str, bool]:
-    """``(sizes, activations, loss, fuse)``. With probability ``square`` every width is equal
+) -> Architecture:
+    """An :class:`Architecture` ``(sizes, activations, loss, fuse)``. With probability ``square`` every width is equal
     (square layers hide transposition bugs). The last activation is drawn compatible with the loss
     (probability losses get sigmoid/softmax, fused or not)."""
     _check_range("min_depth", min_depth, "max_depth", max_depth, 1)
@@ -144,25 +150,26 @@ def architectures(
     last_pool = [a for a in acts_pool if fits_output(loss, a, fuse)]
     assume(last_pool)
     last = draw(st.sampled_from(last_pool))
-    return sizes, (*hidden, last), loss.name, fuse
+    return Architecture(sizes, (*hidden, last), loss.name, fuse)
 
 
 @st.composite
 def case_specs(
     draw: st.DrawFn,
-    arch: st.SearchStrategy[tuple[tuple[int, ...], tuple[str, ...], str, bool]] | None = None,
+    arch: st.SearchStrategy[Architecture] | None = None,
     *,
     min_batch: int = 1,
     max_batch: int = 8,
     scales: Sequence[str] = tuple(SCALES),
 ) -> CaseSpec:
-    """A :class:`CaseSpec`: an architecture, a batch size (sometimes equal to a layer width), a
-    scale and a seed."""
+    """A :class:`CaseSpec`: an architecture drawn from ``arch`` (default :func:`architectures`;
+    plain ``(sizes, activations, loss, fuse)`` tuples are accepted), a batch size (sometimes equal
+    to a layer width), a scale and a seed."""
     _check_range("min_batch", min_batch, "max_batch", max_batch, 1)
     for s in scales:
         if s not in SCALES:
             raise ValueError(f"unknown scale {s!r}; choose from {list(SCALES)}")
-    sizes, acts, loss, fuse = draw(arch if arch is not None else architectures())
+    sizes, acts, loss, fuse = Architecture(*draw(arch if arch is not None else architectures()))
     widths_in_range = [w for w in sizes if min_batch <= w <= max_batch]
     if widths_in_range and draw(st.integers(0, 3)) == 0:
         m = draw(st.sampled_from(widths_in_range))  # m equal to a layer width: another transposition trap

@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 
-from ..cases.strategies import SCALES, CaseSpec, build_case
+from ..cases.architecture import Architecture
+from ..cases.strategies import SCALES, CaseSpec, build_case, case_specs
 from ..oracles.table import ORACLES, check_oracles
 from .referee import Backward, referee
 from .reports import Certificate, Report
@@ -135,14 +136,9 @@ def certify_backward(
             f"vary_shapes={vary_shapes}, scales={tuple(scales)}, oracles={tuple(oracles)}, seed={seed})")
     cert = Certificate(name, net.describe(), dt, tuple(oracles), call=call, seed=seed)
 
-    if vary_shapes:
-        hidden = st.tuples(*[st.integers(1, max_width) for _ in range(net.depth - 1)])
-        sizes_st = hidden.map(lambda h: (net.sizes[0], *h, net.sizes[-1]))
-    else:
-        sizes_st = st.just(net.sizes)
-    spec_st = st.builds(CaseSpec, sizes_st, st.just(act_names), st.just(net.loss.name), st.just(fuse),
-                        st.integers(min_batch, max_batch), st.sampled_from(list(scales)),
-                        st.integers(0, 2**32 - 1))
+    spec_st = case_specs(_architectures(Architecture(net.sizes, act_names, net.loss.name, fuse),
+                                        max_width if vary_shapes else None),
+                         min_batch=min_batch, max_batch=max_batch, scales=tuple(scales))
     done = [0]
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
@@ -174,6 +170,15 @@ def certify_backward(
     if raise_on_failure and not cert.ok:
         raise CertificationError(cert)
     return cert
+
+
+def _architectures(arch: Architecture, max_width: int | None) -> st.SearchStrategy[Architecture]:
+    """``arch`` itself, or (``max_width`` given) ``arch`` with its hidden widths drawn from
+    1..``max_width``, input and output widths kept."""
+    if max_width is None:
+        return st.just(arch)
+    hidden = st.tuples(*[st.integers(1, max_width) for _ in range(len(arch.sizes) - 2)])
+    return hidden.map(lambda h: arch._replace(sizes=(arch.sizes[0], *h, arch.sizes[-1])))
 
 
 def certify_network(net: hg.Network, **kwargs: Any) -> Certificate:

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..cases.architecture import Architecture
+
 __all__ = [
     "Certificate",
     "Mismatch",
@@ -424,18 +426,17 @@ def worst_ratios(certificates: Iterable[Certificate]) -> dict[str, float]:
 def architecture_label(arch: Sequence[Any]) -> str:
     """``(sizes, activations, loss, fuse)`` as ``"2-3-1 sigmoid/sigmoid, squared_error"``, with
     ``" (unfused)"`` when ``fuse`` is off."""
-    sizes, acts, loss, fuse = arch
-    return "-".join(map(str, sizes)) + " " + "/".join(acts) + f", {loss}" + ("" if fuse else " (unfused)")
+    return Architecture(*arch).label()
 
 
 @dataclass
 class SubjectResult:
     """One row of a run: an activation, a loss or a user's backward (``kind``), certified on each
-    of its ``architectures`` (``(sizes, activations, loss, fuse)``), one :class:`Certificate` each."""
+    of its ``architectures``, one :class:`Certificate` each."""
 
     name: str
     kind: str
-    architectures: list[Any]
+    architectures: list[Architecture]
     certificates: list[Certificate] = field(default_factory=list)
 
     @property

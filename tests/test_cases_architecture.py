@@ -1,0 +1,76 @@
+"""One definition of a case: the Architecture tuple everywhere, and certify_backward drawing through
+the property suite's own strategy (with its "m equal to a layer width" trap)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from handgrad.reference.cases.architecture import Architecture
+from handgrad.reference.cases.pools import activation_pool, loss_pool
+from handgrad.reference.cases.strategies import CaseSpec, architectures, case_specs
+from handgrad.reference.judge import certify as certify_module
+from handgrad.reference.judge.reports import Report
+from hypothesis import given, settings
+
+import handgrad as hg
+
+
+def test_architecture_is_the_plain_tuple_with_names() -> None:
+    arch = Architecture((2, 3, 1), ("tanh", "sigmoid"), "bce", False)
+    sizes, acts, loss, fuse = arch
+    assert (sizes, acts, loss, fuse) == ((2, 3, 1), ("tanh", "sigmoid"), "bce", False)
+    assert arch == ((2, 3, 1), ("tanh", "sigmoid"), "bce", False)
+    assert arch.label() == "2-3-1 tanh/sigmoid, bce (unfused)"
+    net = arch.network()
+    assert net.describe() == hg.Network((2, 3, 1), ["tanh", "sigmoid"], "bce", fuse=False).describe()
+
+
+def test_pools_and_specs_speak_architecture() -> None:
+    assert all(isinstance(a, Architecture) for a in activation_pool("relu") + loss_pool("bce"))
+    spec = CaseSpec((3, 3, 1), ("tanh", "sigmoid"), "bce", True, 2, "unit", 7)
+    assert spec.architecture == Architecture((3, 3, 1), ("tanh", "sigmoid"), "bce", True)
+
+
+@settings(max_examples=10)
+@given(arch=architectures(max_depth=3, max_width=4))
+def test_architectures_draws_architecture(arch: Architecture) -> None:
+    assert isinstance(arch, Architecture) and len(arch.activations) == len(arch.sizes) - 1
+
+
+@settings(max_examples=10)
+@given(spec=case_specs(architectures(max_depth=2, max_width=3)))
+def test_case_specs_carry_the_drawn_architecture(spec: CaseSpec) -> None:
+    assert isinstance(spec.architecture, Architecture)
+
+
+def _recorded_batches(monkeypatch: pytest.MonkeyPatch, **kwargs) -> Counter:
+    """Run certify_backward with the referee replaced by a recorder (no oracle is consulted): what
+    is tested is what certify draws."""
+    seen: Counter = Counter()
+
+    def recorder(net, params, X, Y, backward, **_):
+        seen[(net.sizes, X.shape[1])] += 1
+        return Report(net.describe(), str(X.dtype), X.shape[1], "certified")
+
+    monkeypatch.setattr(certify_module, "referee", recorder)
+    cert = certify_module.certify_backward(lambda p, X, Y: p, oracles=("jax", "fd"), **kwargs)
+    assert cert.cases == sum(seen.values())
+    return seen
+
+
+def test_certify_draws_m_equal_to_a_layer_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 37 is no boundary of 1..64: a uniform draw hits it about once in 64 (0 of 60 before certify
+    # drew through case_specs); the trap draws a layer width one time in four.
+    seen = _recorded_batches(monkeypatch, sizes=(2, 37, 1), activations=["tanh", "sigmoid"], examples=60,
+                             max_batch=64)
+    assert sum(seen.values()) == 60
+    assert seen[((2, 37, 1), 37)] >= 3, seen
+
+
+def test_certify_with_vary_shapes_also_draws_m_equal_to_a_hidden_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _recorded_batches(monkeypatch, sizes=(2, 3, 4, 1), activations=["tanh", "tanh", "sigmoid"],
+                             examples=40, vary_shapes=True, max_width=30, max_batch=30)
+    hits = sum(n for (sizes, m), n in seen.items() if m in sizes[1:-1] and m > 2)
+    assert hits >= 3, seen
+    assert {sizes[0] for sizes, _ in seen} == {2} and {sizes[-1] for sizes, _ in seen} == {1}
