@@ -68,6 +68,8 @@ BAD = [
     (["certify", "--losses", "hinge"], "unknown loss 'hinge'"),
     (["certify", "--activations", "relu;rm"], "comma-separated names"),
     (["certify", "--oracles", "torch"], "unknown oracle 'torch'"),
+    (["certify", "--oracles", "fd"], "at least 2 independent references"),
+    (["certify", "--oracles", "jax,jax"], "at least 2 independent references"),
     (["certify", "--seed", "-1"], "integer in [0, 2**32)"),
     (["certify", "--quiet", "--progress"], "not allowed with"),
     (["certify", *ARCH], "describes the architecture of --backward"),

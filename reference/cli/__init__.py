@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import handgrad as hg
 
 from ..oracles.latex_text import latex_to_text
+from ..oracles.table import MIN_REFERENCES, ORACLES
 from .args import (
     UsageError,
     _Formatter,
@@ -142,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="certify only these activations (alone: no losses)")
     p.add_argument("--losses", default=None, metavar="L1,L2", help="certify only these losses (alone: no activations)")
     p.add_argument("--seed", type=_seed, default=0, help="hypothesis seed: the same seed replays the same cases")
-    p.add_argument("--oracles", default="sympy,jax,fd", metavar="O1,O2",
-                   help="references to compare with (sympy, jax, fd)")
+    p.add_argument("--oracles", default=",".join(ORACLES), metavar="O1,O2",
+                   help=f"references to compare with, at least {MIN_REFERENCES} of {', '.join(ORACLES)}")
     p.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
                    help="worker processes, one architecture at a time each; the results do not depend on it. "
                         "Each worker starts in ~2 s and compiles its own oracles: worth it on idle cores only")

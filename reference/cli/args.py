@@ -239,11 +239,12 @@ def _imports(args: argparse.Namespace) -> None:
 
 
 def _parse_oracles(text: str) -> tuple[str, ...]:
-    from ..judge.referee import ORACLES
+    """``"sympy,jax"`` -> ``("sympy", "jax")``: names from the oracle table, at least
+    :data:`~handgrad.reference.oracles.table.MIN_REFERENCES` distinct ones (one cannot decide a case)."""
+    from ..oracles.table import check_oracles
 
-    names = _names_list(text, "--oracles")
-    for n in names:
-        if n not in ORACLES:
-            raise UsageError(f"unknown oracle {n!r}; choose from {', '.join(ORACLES)}")
-    return tuple(dict.fromkeys(names))
+    try:
+        return tuple(dict.fromkeys(check_oracles(_names_list(text, "--oracles"), "--oracles")))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
 
