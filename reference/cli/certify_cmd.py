@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, TextIO
 import handgrad as hg
 
 from ..judge.reports import RunSummary, SubjectResult
+from ..oracles.table import oracle_label
 from .args import (
     UsageError,
     _check_activation,
@@ -23,7 +24,7 @@ from .args import (
     load_backward,
 )
 from .progress import _Progress
-from .report_files import write_reports
+from .report_files import ReportDirError, check_report_dir, write_reports
 from .runner import _hypothesis_home, _Job, _run_job, _run_parallel
 
 __all__ = ["DEFAULT_BACKWARD_EXAMPLES", "DEFAULT_EXAMPLES"]
@@ -79,7 +80,7 @@ def _cmd_certify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``handgrad certify``: plan (check every argument), run the jobs, render the results."""
     plan = _plan(args)
     seconds = _run(plan, args, err)
-    return _render(plan, args, seconds, out)
+    return _render(plan, args, seconds, out, err)
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
@@ -106,12 +107,17 @@ def _plan(args: argparse.Namespace) -> _Plan:
         subjects = [subject]
         examples = args.examples or DEFAULT_BACKWARD_EXAMPLES
     oracles = _parse_oracles(args.oracles)
-    report_dir = Path(args.report_dir) if not args.no_report else None
-    if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
-        raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
     jobs = [_Job(i, s.name, s.kind, *arch, args.dtype, examples, bool(args.vary_shapes), args.max_width,
                  oracles, args.seed) for i, s in enumerate(subjects) for arch in s.architectures]
+    report_dir = None if args.no_report else _report_dir(args.report_dir)  # last: it creates the folder
     return _Plan(subjects, backward, examples, oracles, report_dir, jobs, min(args.jobs, len(jobs)))
+
+
+def _report_dir(text: str) -> Path:
+    try:
+        return check_report_dir(text)
+    except ReportDirError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _run(plan: _Plan, args: argparse.Namespace, err: TextIO) -> float:
@@ -143,8 +149,10 @@ def _run(plan: _Plan, args: argparse.Namespace, err: TextIO) -> float:
     return time.perf_counter() - start
 
 
-def _render(plan: _Plan, args: argparse.Namespace, seconds: float, out: TextIO) -> int:
-    """Print the failing reports, the table and the verdict, write the report files; the exit code."""
+def _render(plan: _Plan, args: argparse.Namespace, seconds: float, out: TextIO, err: TextIO) -> int:
+    """Print the failing reports, the table, its legend and the verdict, *then* write the report
+    files, so that a folder that fails at the end loses nothing printed; the exit code (2 when the
+    files could not be written)."""
     summary = RunSummary(plan.subjects, "handgrad " + shlex.join(args.argv), args.seed, plan.examples,
                          plan.oracles, seconds, dtype=args.dtype, vary_shapes=bool(args.vary_shapes))
     failing = [c for s in plan.subjects for c in s.certificates if not c.ok]
@@ -154,16 +162,34 @@ def _render(plan: _Plan, args: argparse.Namespace, seconds: float, out: TextIO) 
     if failing:
         print(f"re-run: handgrad {shlex.join(args.argv)}  (same seed, same cases)", file=out)
         print(file=out)
-    written: list[Path] = []
-    notes: list[str] = []
-    if plan.report_dir is not None:
-        written, notes = write_reports(plan.report_dir, summary)
     if not args.quiet:
         print(summary.table(), file=out)
+        print(_legend(plan), file=out)
         print(file=out)
     print(summary.verdict(), file=out)
+    out.flush()
+    code = 0 if summary.ok else 1
+    if plan.report_dir is None:
+        return code
+    try:
+        written, notes = write_reports(plan.report_dir, summary)
+    except OSError as exc:
+        print(f"handgrad certify: error: the results above are complete, but the report files could not be "
+              f"written to {str(plan.report_dir)!r}: {exc}", file=err)
+        return 2
     for p in written:
         print(f"report: {p}", file=out)
     for n in notes:
         print(f"note: {n}", file=out)
-    return 0 if summary.ok else 1
+    return code
+
+
+def _legend(plan: _Plan) -> str:
+    """The line under the table: what was certified, against what, and what the ratio column means."""
+    refs = ", ".join(oracle_label(o) for o in plan.oracles)
+    if plan.backward is None:
+        what = "handgrad's own backward for each activation and loss above"
+    else:
+        what = f"your backward {plan.subjects[0].name} (not handgrad's)"
+    return (f"certified: {what}, against {refs}; worst err/budget: the largest |hand - reference| / derived "
+            "rounding budget over every case, element and reference (at most 1 passes)")

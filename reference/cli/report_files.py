@@ -7,13 +7,43 @@ this module only decides the file names, draws the chart and writes the files.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from ..judge.reports import RunSummary
 
-__all__ = ["REPORT_STEM", "report_paths", "write_reports"]
+__all__ = ["REPORT_STEM", "ReportDirError", "check_report_dir", "report_paths", "write_reports"]
 
 REPORT_STEM = "handgrad-report"
+
+
+class ReportDirError(ValueError):
+    """A report folder that cannot be written; the message is one sentence naming ``--report-dir``."""
+
+
+def check_report_dir(text: str) -> Path:
+    """The report folder ``text``, created if missing and shown to be writable by creating (and
+    removing) a temporary file in it, *before* a run starts; existing report files must be writable
+    too. Raises :class:`ReportDirError` saying why not."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise ReportDirError(f"--report-dir {text!r} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".handgrad-write-check-"):
+            pass
+    except OSError as exc:
+        raise ReportDirError(f"--report-dir {text!r} cannot be written ({_reason(exc)}); choose another "
+                             "folder, or --no-report") from None
+    for p in report_paths(path):
+        if p.exists() and (not p.is_file() or not os.access(p, os.W_OK)):
+            raise ReportDirError(f"--report-dir {text!r}: {p.name} exists and cannot be overwritten")
+    return path
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
 
 
 def report_paths(report_dir: Path) -> tuple[Path, Path, Path]:
