@@ -128,32 +128,32 @@ def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: 
 
 def _run_oracles(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, oracles: Sequence[str],
                  notes: list[str]) -> tuple[dict[str, Params], Any]:
+    """Each oracle's gradients at the case, read from the oracle table (``entry.compute``), and the
+    finite-difference result with its error estimates (None if unused).
+
+    The case was validated once, above; the table's entries are the oracles' unchecked entry
+    points. An oracle that declines the case (``ValueError``, ``ArithmeticError``,
+    ``NotImplementedError``) leaves a note saying why.
+    """
+    from ..oracles.table import ORACLE_TABLE
+
     refs: dict[str, Params] = {}
     fd = None
     for name in oracles:
+        entry = ORACLE_TABLE.get(name)
+        if entry is None:
+            raise ValueError(f"unknown oracle {name!r}; choose from {', '.join(ORACLE_TABLE)}")
         try:
-            if name == "sympy":
-                from ..oracles.sympy_oracle import get_sympy_oracle
-
-                oracle = get_sympy_oracle(net)
-                refs["sympy"] = oracle.grads(params, X, Y)
-            elif name == "jax":
-                from ..oracles.jax_oracle import get_jax_oracle
-
-                refs["jax"] = get_jax_oracle(net).grads(params, X, Y)
-            elif name == "fd":
-                from ..oracles.finite_diff import fd_grads
-
-                fd = fd_grads(net, params, X, Y)
-                refs["fd"] = fd.grads
-            else:
-                raise ValueError(f"unknown oracle {name!r}; choose from {ORACLES}")
+            result = entry.compute(net, params, X, Y)
         except ValueError as exc:
-            if name not in ORACLES:
-                raise
-            notes.append(f"{_LABEL[name]} oracle not used: {exc}")
+            notes.append(f"{oracle_label(name)} oracle not used: {exc}")
+            continue
         except (ArithmeticError, NotImplementedError) as exc:
-            notes.append(f"{_LABEL[name]} oracle not used: {type(exc).__name__}: {exc}")
+            notes.append(f"{oracle_label(name)} oracle not used: {type(exc).__name__}: {exc}")
+            continue
+        refs[name] = dict(result) if isinstance(result, Mapping) else result.grads
+        if name == "fd":
+            fd = result
     return refs, fd
 
 

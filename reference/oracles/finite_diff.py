@@ -161,6 +161,7 @@ __all__ = [
     "complex_step_supported",
     "definition_loss",
     "fd_grads",
+    "fd_grads_unchecked",
     "loss_rounding_bound",
 ]
 
@@ -326,10 +327,9 @@ def _centre(arch: _Arch, flat: list[np.ndarray], X: np.ndarray,
     return zs, xs, float(mean[0]), float(bound[0])
 
 
-def _prepare(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
-             who: str) -> tuple[_Arch, list[np.ndarray], np.ndarray, np.ndarray]:
-    check_network(net, who)
-    check_batch(net, params, X, Y)
+def _prepare(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray,
+             Y: np.ndarray) -> tuple[_Arch, list[np.ndarray], np.ndarray, np.ndarray]:
+    """The architecture and float64 copies of a validated case."""
     arch = _arch(net)
     return arch, as_float64(params, arch.names), np.array(X, dtype=np.float64), np.array(Y, dtype=np.float64)
 
@@ -347,7 +347,9 @@ def _centre_checked(arch: _Arch, flat: list[np.ndarray], X: np.ndarray,
 def definition_loss(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> float:
     r""":math:`L = \frac1m\sum_s \ell_s` by this module's own float64 forward pass (shared definitions
     on ``NUMPY_OPS``, no handgrad forward)."""
-    arch, flat, Xf, Yf = _prepare(net, params, X, Y, "definition_loss")
+    check_network(net, "definition_loss")
+    check_batch(net, params, X, Y)
+    arch, flat, Xf, Yf = _prepare(net, params, X, Y)
     return _centre_checked(arch, flat, Xf, Yf)[2]
 
 
@@ -358,7 +360,9 @@ def loss_rounding_bound(net: Network, params: Mapping[str, np.ndarray], X: np.nd
     Raises ``TypeError`` if a definition uses something other than arithmetic operators and the
     ``ops`` functions.
     """
-    arch, flat, Xf, Yf = _prepare(net, params, X, Y, "loss_rounding_bound")
+    check_network(net, "loss_rounding_bound")
+    check_batch(net, params, X, Y)
+    arch, flat, Xf, Yf = _prepare(net, params, X, Y)
     bound = _centre_checked(arch, flat, Xf, Yf)[3]
     return bound if math.isfinite(bound) else math.inf
 
@@ -557,15 +561,29 @@ def fd_grads(
       ('complex', True)
     """
     check_network(net, "fd_grads")
+    _check_method(method)
+    check_batch(net, params, X, Y)
+    return fd_grads_unchecked(net, params, X, Y, method=method, step=step)
+
+
+def _check_method(method: object) -> str:
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    check_batch(net, params, X, Y)
+    return method
+
+
+def fd_grads_unchecked(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray, *,
+                       method: str = "auto", step: float | None = None) -> FDResult:
+    """:func:`fd_grads` for a case its caller has validated (``net.check_batch``): the oracle
+    table's entry point, so the referee validates each case once. ``method`` and ``step`` are
+    still checked."""
+    _check_method(method)
     ok, why = complex_step_supported(net)
     if method == "complex" and not ok:
         raise ValueError(f"method='complex' is not possible for {net.describe()}: {why}")
     chosen = "complex" if (method == "complex" or (method == "auto" and ok)) else "central"
     h_user = _check_step(step, chosen)
-    arch, flat, Xf, Yf = _prepare(net, params, X, Y, "fd_grads")
+    arch, flat, Xf, Yf = _prepare(net, params, X, Y)
     zs, xs, L0, eps0 = _centre_checked(arch, flat, Xf, Yf)
     if chosen == "complex":
         try:

@@ -111,6 +111,7 @@ __all__ = [
     "bucket",
     "get_jax_oracle",
     "jax_grads",
+    "jax_grads_unchecked",
     "quotient_of_exponentials",
 ]
 
@@ -173,8 +174,9 @@ class JaxOracle:
       net: the :class:`handgrad.Network` whose architecture (sizes, activations, loss, fusion) is
         mirrored. Only its metadata is used.
 
-    Every method validates its input like ``net.backward`` does (``ValueError``/``TypeError`` naming
-    the argument and expected shape), pads the batch to its bucket, runs the cached executable, and
+    Every public method validates its input like ``net.backward`` does (``ValueError``/``TypeError``
+    naming the argument and expected shape; the ``*_unchecked`` ones leave that to their caller),
+    pads the batch to its bucket, runs the cached executable, and
     raises :class:`NonFiniteError` if a result is inf or NaN.
 
     Example:
@@ -237,7 +239,6 @@ class JaxOracle:
     def _evaluate(self, params: Mapping[str, np.ndarray], X: np.ndarray,
                   Y: np.ndarray | None) -> tuple[float, np.ndarray, list[np.ndarray], list[np.ndarray]]:
         net = self._net
-        check_batch(net, params, X, Y)
         m = X.shape[1]
         M = bucket(m)
         cols = np.arange(M) % m
@@ -291,6 +292,7 @@ class JaxOracle:
 
     def forward(self, params: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
         r""":math:`\hat y = x^{(L+1)}` for every column of ``X``: float64, shape ``(nL, m)``."""
+        check_batch(self._net, params, X, None)
         _, yhat, zs, _ = self._evaluate(params, X, None)
         self._check_forward(yhat, zs)
         return yhat
@@ -309,6 +311,17 @@ class JaxOracle:
         """``(loss, grads)`` from one call of the compiled executable."""
         if Y is None:
             raise TypeError("Y must be a numpy.ndarray of labels, got None")
+        check_batch(self._net, params, X, Y)
+        return self.value_and_grads_unchecked(params, X, Y)
+
+    def grads_unchecked(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:
+        """:meth:`grads` without validating the case: for a caller that has (the referee runs
+        ``net.check_batch`` once per case); a bad case gives numpy or JAX errors or wrong values."""
+        return self.value_and_grads_unchecked(params, X, Y)[1]
+
+    def value_and_grads_unchecked(self, params: Mapping[str, np.ndarray], X: np.ndarray,
+                                  Y: np.ndarray) -> tuple[float, Params]:
+        """:meth:`value_and_grads` without validating the case (see :meth:`grads_unchecked`)."""
         value, yhat, zs, grads = self._evaluate(params, X, Y)
         self._check_forward(yhat, zs)
         self._check_range(yhat, zs)
@@ -334,3 +347,9 @@ def get_jax_oracle(net: Network) -> JaxOracle:
 def jax_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:
     r"""``jax.grad`` of :math:`L` for ``net`` at ``(params, X, Y)``: a dict of float64 arrays."""
     return get_jax_oracle(net).grads(params, X, Y)
+
+
+def jax_grads_unchecked(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:
+    """:func:`jax_grads` for a case its caller has validated (``net.check_batch``): the oracle
+    table's entry point, so the referee validates each case once."""
+    return get_jax_oracle(net).grads_unchecked(params, X, Y)

@@ -149,6 +149,7 @@ __all__ = [
     "estimated_nodes",
     "get_sympy_oracle",
     "sympy_grads",
+    "sympy_grads_unchecked",
 ]
 
 
@@ -438,7 +439,6 @@ class SympyOracle:
     def _inputs(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray | None,
                 dtype: Any) -> tuple[list[Any], int]:
         net = self._net
-        check_batch(net, params, X, Y)
         m = X.shape[1]
         flat = [v for p in as_float64(params, net.param_names) for v in p.ravel()]
         Xd = np.array(X, dtype=np.float64)
@@ -505,8 +505,16 @@ class SympyOracle:
             bad = ~np.all(np.isfinite(vals), axis=0)
         return vals
 
+    def _check(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray | None,
+               *, labels: bool = True) -> None:
+        """Validate a case like ``net.backward`` does (``labels``: ``Y`` is required)."""
+        if labels and Y is None:
+            raise TypeError("Y must be a numpy.ndarray of labels, got None")
+        check_batch(self._net, params, X, Y)
+
     def forward(self, params: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
         r""":math:`\hat y` for every column of ``X``: float64, shape ``(nL, m)``."""
+        self._check(params, X, None, labels=False)
         vals = self._values("fwd", params, X, None)
         yhat = vals[:-1].astype(np.float64)
         self._check_finite("the forward output yhat", yhat)
@@ -514,8 +522,7 @@ class SympyOracle:
 
     def loss(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> float:
         r"""The mean batch loss :math:`L = \frac1m\sum_s \ell(\hat y_s, y_s)`."""
-        if Y is None:
-            raise TypeError("Y must be a numpy.ndarray of labels, got None")
+        self._check(params, X, Y)
         vals = self._values("fwd", params, X, Y)
         value = float(np.mean(vals[-1]).astype(np.float64))
         self._check_finite("the loss L", np.array([value]))
@@ -525,8 +532,12 @@ class SympyOracle:
         r""":math:`\partial L/\partial W^{(l)}`, :math:`\partial L/\partial B^{(l)}` of the mean batch
         loss: float64 arrays keyed ``W1, B1, ...`` (longdouble evaluation, mpmath where that
         overflows; module docstring)."""
-        if Y is None:
-            raise TypeError("Y must be a numpy.ndarray of labels, got None")
+        self._check(params, X, Y)
+        return self.grads_unchecked(params, X, Y)
+
+    def grads_unchecked(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:
+        """:meth:`grads` without validating the case: for a caller that has (the referee runs
+        ``net.check_batch`` once per case); a bad case gives numpy errors or wrong values."""
         vals = self._values("grad", params, X, Y)
         return self._unflatten(np.mean(vals, axis=1).astype(np.float64))
 
@@ -541,8 +552,7 @@ class SympyOracle:
 
         if isinstance(dps, bool) or not isinstance(dps, int) or dps < 16:
             raise ValueError(f"dps must be an int >= 16 (significant digits), got {dps!r}")
-        if Y is None:
-            raise TypeError("Y must be a numpy.ndarray of labels, got None")
+        self._check(params, X, Y)
         inputs, m = self._inputs(params, X, Y, "mp")
         rows = self._run_mp("grad", inputs, range(m), dps)
         with mpmath.workdps(dps):
@@ -607,3 +617,10 @@ def get_sympy_oracle(net: Network) -> SympyOracle:
 def sympy_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:
     r"""Closed-form :math:`\partial L/\partial w` of ``net`` at ``(params, X, Y)``: float64 arrays."""
     return get_sympy_oracle(net).grads(params, X, Y)
+
+
+def sympy_grads_unchecked(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray,
+                          Y: np.ndarray) -> Params:
+    """:func:`sympy_grads` for a case its caller has validated (``net.check_batch``): the oracle
+    table's entry point, so the referee validates each case once."""
+    return get_sympy_oracle(net).grads_unchecked(params, X, Y)

@@ -7,7 +7,10 @@ one :class:`OracleEntry` to :data:`ORACLE_TABLE`. Modules are imported only when
 
 An entry's ``compute(net, params, X, Y)`` returns the oracle's result: a params-shaped dict of
 float64 gradients, or an object with a ``.grads`` dict and more (finite differences carry their
-error estimates). It declines a case by raising ``ValueError`` (outside its size or domain),
+error estimates). It trusts its caller to have validated the case (``net.check_batch``, as the
+referee does once per case): targets are the oracles' ``*_unchecked`` entry points, while the
+public ``sympy_grads``, ``jax_grads`` and ``fd_grads`` keep validating for direct callers.
+It declines a case by raising ``ValueError`` (outside its size or domain),
 ``ArithmeticError`` or ``NotImplementedError``, with a sentence saying why.
 """
 
@@ -40,11 +43,11 @@ _PKG = __name__.rsplit(".", 1)[0]
 
 ORACLE_TABLE: Mapping[str, OracleEntry] = MappingProxyType({
     e.name: e for e in (
-        OracleEntry("sympy", "SymPy", f"{_PKG}.sympy_oracle:sympy_grads",
+        OracleEntry("sympy", "SymPy", f"{_PKG}.sympy_oracle:sympy_grads_unchecked",
                     "closed forms of the composite loss, differentiated symbol by symbol"),
-        OracleEntry("jax", "JAX", f"{_PKG}.jax_oracle:jax_grads",
+        OracleEntry("jax", "JAX", f"{_PKG}.jax_oracle:jax_grads_unchecked",
                     "jax.grad of an independent jax.numpy forward"),
-        OracleEntry("fd", "finite differences", f"{_PKG}.finite_diff:fd_grads",
+        OracleEntry("fd", "finite differences", f"{_PKG}.finite_diff:fd_grads_unchecked",
                     "central or complex-step differences of a third forward, with error bounds"),
     )
 })
