@@ -89,3 +89,25 @@ def test_the_table_says_what_was_certified_and_what_the_ratio_means(in_tests_dir
     out = capsys.readouterr().out
     assert "certified: handgrad's own backward for each activation and loss above, against SymPy, JAX, " \
            "finite differences;" in out
+
+
+# -- a reader that goes away (| head) ----------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["demo"], ["demo", "--steps", "5000", "--print-every", "1"]],
+                         ids=["flush-at-exit", "while-printing"])
+def test_a_closed_pipe_ends_quietly(argv: list[str]) -> None:
+    """``handgrad demo | head -1``: the reader closes the pipe after one line (or before any); the
+    command ends with 141 (128 + SIGPIPE) and no traceback, at exit or in the middle of its output."""
+    import subprocess
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen([sys.executable, "-m", "handgrad.reference.cli", *argv], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        if len(argv) > 1:
+            assert proc.stdout.readline().startswith(b"iteration   0")
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        rc = proc.wait(timeout=120)
+    assert rc == 141, err
+    assert err == "", err

@@ -22,8 +22,10 @@ Heavy imports (JAX, SymPy, matplotlib) happen inside the subcommands, so ``--hel
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 import handgrad as hg
 
@@ -46,6 +48,7 @@ from .commands import _cmd_demo, _cmd_derive, _cmd_prove
 from .report_files import REPORT_STEM
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "UsageError",
     "build_parser",
     "latex_to_text",
@@ -218,10 +221,38 @@ def _prog(argv: Sequence[str]) -> str:
     return "handgrad" if cmd is None else f"handgrad {cmd}"
 
 
+EXIT_BROKEN_PIPE = 141
+"""Exit code when the reader of the output goes away (``handgrad ... | head``): 128 + SIGPIPE, as
+a shell reports a process ended by that signal; nothing is printed."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``handgrad`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the ``handgrad`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    When the output is a pipe whose reader has gone (``handgrad derive ... | head -3``), the command
+    stops quietly with :data:`EXIT_BROKEN_PIPE`: the output is flushed inside the handler, then
+    standard output is pointed at the null device so that Python's own flush at exit cannot fail
+    again (the recipe of the Python documentation on SIGPIPE).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    out, err = sys.stdout, sys.stderr
+    try:
+        code = _dispatch(argv, sys.stdout, sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _discard_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (an in-process capture): nothing left to flush
+        pass
+
+
+def _dispatch(argv: list[str], out: TextIO, err: TextIO) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -241,7 +272,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("handgrad: interrupted", file=err)
         return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
