@@ -111,3 +111,44 @@ def test_a_closed_pipe_ends_quietly(argv: list[str]) -> None:
         rc = proc.wait(timeout=120)
     assert rc == 141, err
     assert err == "", err
+
+
+# -- limits: --jobs, --examples, demo --steps ----------------------------------------------------
+
+def test_jobs_above_the_cores_are_capped_with_a_warning(in_tests_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import handgrad.reference.cli.limits as limits
+
+    monkeypatch.setattr(limits, "usable_cores", lambda: 1)  # one core: the capped run stays in-process
+    assert main(["certify", *USER, "--examples", "2", "--no-report", "--jobs", "64", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err == ("handgrad certify: warning: --jobs 64 is more than the 1 core(s) this process may use; "
+                   "using 1 worker(s)\n"), err
+    assert limits.cap_jobs(2, cores=4) == (2, None)
+    assert limits.cap_jobs(9, cores=4)[0] == 4
+
+
+@pytest.mark.parametrize(("argv", "pieces"), [
+    (["certify", "--examples", "1000000000"], ["needs --long", "years", "at ~0.05 s a case"]),
+    (["certify", *USER, "--examples", "200000"], ["200,000 cases (200,000 on each of 1 architecture(s))",
+                                                  "about 2.8 h", "needs --long"]),
+    (["demo", "--steps", "100000000"], ["--steps 100000000 would take about", "GB of trajectory",
+                                        "at most 1,000,000 steps"]),
+], ids=["examples-billion", "examples-user", "demo-steps"])
+def test_huge_runs_are_refused_with_an_estimate(argv: list[str], pieces: list[str], in_tests_dir: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err and captured.err.count("\n") == 1
+    for piece in pieces:
+        assert piece in captured.err, captured.err
+
+
+def test_long_allows_a_large_run_and_estimates_it() -> None:
+    from handgrad.reference.cli.limits import MAX_CASES, UsageError, check_case_count
+
+    assert check_case_count(10, 3, 1, long=False) is None  # 1.5 s: nothing to say
+    with pytest.raises(UsageError, match="needs --long"):
+        check_case_count(MAX_CASES, 2, 1, long=False)
+    note = check_case_count(MAX_CASES, 2, 2, long=True)
+    assert note == "200,000 cases (100,000 on each of 2 architecture(s)), about 83 min at ~0.05 s a case"

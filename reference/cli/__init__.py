@@ -45,6 +45,7 @@ from .args import (
 )
 from .certify_cmd import DEFAULT_BACKWARD_EXAMPLES, DEFAULT_EXAMPLES, _cmd_certify
 from .commands import _cmd_demo, _cmd_derive, _cmd_prove
+from .limits import MAX_CASES, MAX_DEMO_STEPS
 from .report_files import REPORT_STEM
 
 __all__ = [
@@ -149,8 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracles", default=",".join(ORACLES), metavar="O1,O2",
                    help=f"references to compare with, at least {MIN_REFERENCES} of {', '.join(ORACLES)}")
     p.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
-                   help="worker processes, one architecture at a time each; the results do not depend on it. "
-                        "Each worker starts in ~2 s and compiles its own oracles: worth it on idle cores only")
+                   help="worker processes, one architecture at a time each, at most one per core (more is "
+                        "capped, with a warning); the results do not depend on it. Each worker starts in ~2 s "
+                        "and compiles its own oracles: worth it on idle cores only")
+    p.add_argument("--long", action="store_true",
+                   help=f"allow a run of more than {MAX_CASES:,} cases in all (examples x architectures); "
+                        "without it such a run is refused with an estimate of its time")
     p.add_argument("--report-dir", default=".", metavar="DIR",
                    help=f"where to write {REPORT_STEM}.md, .json and .png (created if missing)")
     p.add_argument("--no-report", action="store_true", help="write no report files")
@@ -206,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the article's 2-3-3-1 sigmoid network on x = [5, 7]^T, label 0.6, with "
                                    "squared error and plain gradient descent, printing the iteration, prediction "
                                    "and loss (before that step's update).")
-    p.add_argument("--steps", type=_positive_int, default=100, help="gradient steps")
+    p.add_argument("--steps", type=_positive_int, default=100,
+                   help=f"gradient steps, at most {MAX_DEMO_STEPS:,}")
     p.add_argument("--rate", type=_rate, default=0.1, help="learning rate")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the article's uniform [0, 1) initialization")
     p.add_argument("--print-every", type=_positive_int, default=20, metavar="N",

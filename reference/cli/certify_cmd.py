@@ -23,6 +23,7 @@ from .args import (
     _parse_oracles,
     load_backward,
 )
+from .limits import cap_jobs, check_case_count
 from .progress import _Progress
 from .report_files import ReportDirError, check_report_dir, write_reports
 from .runner import _hypothesis_home, _Job, _run_job, _run_parallel
@@ -78,13 +79,15 @@ class _Plan(NamedTuple):
 
 def _cmd_certify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``handgrad certify``: plan (check every argument), run the jobs, render the results."""
-    plan = _plan(args)
+    plan = _plan(args, err)
     seconds = _run(plan, args, err)
     return _render(plan, args, seconds, out, err)
 
 
-def _plan(args: argparse.Namespace) -> _Plan:
-    """The subjects, their jobs and the settings; every bad argument is a :class:`UsageError` here."""
+def _plan(args: argparse.Namespace, err: TextIO) -> _Plan:
+    """The subjects, their jobs and the settings; every bad argument is a :class:`UsageError` here,
+    and the limits of :mod:`handgrad.reference.cli.limits` are applied (a capped ``--jobs`` and a
+    long run's estimate are one line each on ``err``)."""
     _imports(args)
     if args.backward is None:
         for opt in ("arch", "activation", "loss"):
@@ -109,8 +112,15 @@ def _plan(args: argparse.Namespace) -> _Plan:
     oracles = _parse_oracles(args.oracles)
     jobs = [_Job(i, s.name, s.kind, *arch, args.dtype, examples, bool(args.vary_shapes), args.max_width,
                  oracles, args.seed) for i, s in enumerate(subjects) for arch in s.architectures]
+    workers, warning = cap_jobs(args.jobs)
+    workers = min(workers, len(jobs))
+    estimate = check_case_count(examples, len(jobs), workers, long=args.long)
     report_dir = None if args.no_report else _report_dir(args.report_dir)  # last: it creates the folder
-    return _Plan(subjects, backward, examples, oracles, report_dir, jobs, min(args.jobs, len(jobs)))
+    if warning is not None:
+        print(f"handgrad certify: warning: {warning}", file=err)
+    if estimate is not None:
+        print(f"handgrad certify: note: {estimate}", file=err)
+    return _Plan(subjects, backward, examples, oracles, report_dir, jobs, workers)
 
 
 def _report_dir(text: str) -> Path:

@@ -10,6 +10,7 @@ from handgrad.notation import element_name
 
 from ..oracles.latex_text import latex_to_text
 from .args import UsageError, _imports, _network, parse_weight
+from .limits import check_demo_steps
 
 __all__: list[str] = []
 
@@ -77,6 +78,8 @@ def _cmd_prove(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    check_demo_steps(args.steps)
+
     def emit(line: str) -> None:
         print(line, file=out)
 
