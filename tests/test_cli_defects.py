@@ -152,3 +152,19 @@ def test_long_allows_a_large_run_and_estimates_it() -> None:
         check_case_count(MAX_CASES, 2, 1, long=False)
     note = check_case_count(MAX_CASES, 2, 2, long=True)
     assert note == "200,000 cases (100,000 on each of 2 architecture(s)), about 83 min at ~0.05 s a case"
+
+
+# -- the progress bar's labels ---------------------------------------------------------------------
+
+def test_progress_labels_tell_fused_from_unfused(capsys: pytest.CaptureFixture[str]) -> None:
+    """The bce pool has tanh/sigmoid twice, fused and unfused: the bar names them apart, as the
+    certificates do."""
+    assert main(["certify", "--losses", "bce", "--examples", "1", "--no-report", "--progress",
+                 "--oracles", "sympy,jax"]) == 0
+    import re
+
+    drawn = [m.group(1).strip() for part in capsys.readouterr().err.split("\r")
+             if (m := re.match(r"\[[#.]+\]\s+\d+/\d+  (.*)", part)) is not None]
+    labels = list(dict.fromkeys(drawn))
+    assert labels == ["loss bce: 3-4-3 tanh/sigmoid, bce (fused)", "loss bce: 3-4-3 tanh/softmax, bce",
+                      "loss bce: 3-4-3 tanh/sigmoid, bce"], labels

@@ -37,7 +37,10 @@ class _Job(NamedTuple):
     seed: int
 
     def label(self) -> str:
-        return f"{self.subject}: {'-'.join(map(str, self.sizes))} {'/'.join(self.activations)}, {self.loss}"
+        """``subject: architecture`` as the certificate names it (``Network.describe``: with
+        ``(fused)`` when the loss's fused output rule is used, so fused and unfused differ)."""
+        net = hg.Network(self.sizes, list(self.activations), self.loss, fuse=self.fuse)
+        return f"{self.subject}: {net.describe()}"
 
     def cost(self) -> int:
         """A rough cost for scheduling (bigger first): parameters times depth."""
