@@ -1,13 +1,22 @@
-"""reference: the independent oracles (SymPy, JAX, finite differences) and the referee.
+"""handgrad.reference: the independent oracles, the judge, the cases and the exact proofs.
 
-Public API::
+Public API (every name is imported on first use, PEP 562: ``import handgrad.reference`` and the
+judge's names load neither hypothesis, SymPy nor JAX; the strategies load hypothesis, the
+proofs SymPy, ``certify_optimizer`` JAX and optax)::
 
     from handgrad.reference import certify_backward, referee, build_case, CaseSpec
+    from handgrad.reference import prove_network, certify_optimizer
 
-Oracles live in their own modules (imported lazily, since JAX and SymPy take a moment to load):
-``handgrad.reference.oracles.sympy_oracle``, ``handgrad.reference.oracles.jax_oracle``,
-``handgrad.reference.oracles.finite_diff``.
+Rooms: ``oracles`` (SymPy, JAX, finite differences, optax; the oracle table), ``judge``
+(tolerance, referee, certify, reports), ``cases`` (spec, strategies, pools, the bug catalog),
+``proofs``, ``cli``, ``docgen``. The hypothesis strategies themselves (``cases``,
+``in_domain``, the test-profile helper ``examples``) are in :mod:`handgrad.reference.cases.strategies`.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 if __name__ != "handgrad.reference":  # the source folder imported as a top-level package
     raise ImportError(
@@ -15,30 +24,41 @@ if __name__ != "handgrad.reference":  # the source folder imported as a top-leve
         "(install the project with pip install -e '.[test]' and use: from handgrad.reference import ...)"
     )
 
+_EXPORTS: dict[str, str] = {
+    "DEFAULT_POLICY": ".judge.tolerance",
+    "TolerancePolicy": ".judge.tolerance",
+    "error_budget": ".judge.tolerance",
+    "ORACLES": ".oracles.table",
+    "Architecture": ".cases.architecture",
+    "SCALES": ".cases.spec",
+    "CaseSpec": ".cases.spec",
+    "build_case": ".cases.spec",
+    "architectures": ".cases.strategies",
+    "case_specs": ".cases.strategies",
+    "Certificate": ".judge.reports",
+    "Mismatch": ".judge.reports",
+    "Report": ".judge.reports",
+    "RunSummary": ".judge.reports",
+    "TensorCheck": ".judge.reports",
+    "CertificationError": ".judge.certify",
+    "certify_backward": ".judge.certify",
+    "certify_network": ".judge.certify",
+    "referee": ".judge.referee",
+    "prove_network": ".proofs",
+    "certify_optimizer": ".oracles.optax_oracle",
+}
 
-from .cases.strategies import SCALES, CaseSpec, architectures, build_case, case_specs, cases, examples
-from .judge.certify import Certificate, CertificationError, certify_backward, certify_network
-from .judge.referee import ORACLES, Mismatch, Report, TensorCheck, referee
-from .judge.tolerance import DEFAULT_POLICY, TolerancePolicy, error_budget
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "DEFAULT_POLICY",
-    "ORACLES",
-    "SCALES",
-    "CaseSpec",
-    "Certificate",
-    "CertificationError",
-    "Mismatch",
-    "Report",
-    "TensorCheck",
-    "TolerancePolicy",
-    "architectures",
-    "build_case",
-    "case_specs",
-    "cases",
-    "certify_backward",
-    "certify_network",
-    "error_budget",
-    "examples",
-    "referee",
-]
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

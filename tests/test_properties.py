@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from handgrad.reference import build_case, case_specs, examples, referee
+from handgrad.reference import build_case, case_specs, referee
 from handgrad.reference.cases.pools import activation_pool, loss_pool
-from handgrad.reference.cases.strategies import CaseSpec, architectures
+from handgrad.reference.cases.strategies import CaseSpec, architectures, examples
 from handgrad.reference.judge.referee import referee_forward
 from hypothesis import given, settings
 from hypothesis import strategies as st

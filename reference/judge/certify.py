@@ -29,14 +29,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
 
 import handgrad as hg
 
 from ..cases.architecture import Architecture
-from ..cases.strategies import SCALES, CaseSpec, build_case, case_specs
+from ..cases.spec import SCALES, CaseSpec, build_case
 from ..oracles.table import ORACLES, check_oracles
 from .referee import Backward, referee
 from .reports import Certificate, Report
@@ -136,6 +133,11 @@ def certify_backward(
             f"vary_shapes={vary_shapes}, scales={tuple(scales)}, oracles={tuple(oracles)}, seed={seed})")
     cert = Certificate(name, net.describe(), dt, tuple(oracles), call=call, seed=seed)
 
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings  # imported when certifying
+    from hypothesis import seed as hypothesis_seed
+
+    from ..cases.strategies import case_specs
+
     spec_st = case_specs(_architectures(Architecture(net.sizes, act_names, net.loss.name, fuse),
                                         max_width if vary_shapes else None),
                          min_batch=min_batch, max_batch=max_batch, scales=tuple(scales))
@@ -172,9 +174,11 @@ def certify_backward(
     return cert
 
 
-def _architectures(arch: Architecture, max_width: int | None) -> st.SearchStrategy[Architecture]:
-    """``arch`` itself, or (``max_width`` given) ``arch`` with its hidden widths drawn from
-    1..``max_width``, input and output widths kept."""
+def _architectures(arch: Architecture, max_width: int | None) -> Any:
+    """A strategy: ``arch`` itself, or (``max_width`` given) ``arch`` with its hidden widths drawn
+    from 1..``max_width``, input and output widths kept."""
+    from hypothesis import strategies as st
+
     if max_width is None:
         return st.just(arch)
     hidden = st.tuples(*[st.integers(1, max_width) for _ in range(len(arch.sizes) - 2)])
