@@ -130,8 +130,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from handgrad import Network, Params
+from handgrad.notation import element_name
 
-from .inputs import NonFiniteError, as_float64, check_batch, check_network, element_name
+from .inputs import NonFiniteError, as_float64, check_batch, check_network
 from .running_error import (
     _BOUNDED_OPS,
     _CBOUNDED_OPS,

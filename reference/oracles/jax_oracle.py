@@ -86,6 +86,7 @@ from typing import Any
 import numpy as np
 
 from handgrad import Network, Params
+from handgrad.notation import element_name
 
 from .cache import OracleCache, architecture_key
 from .inputs import (
@@ -94,7 +95,6 @@ from .inputs import (
     as_float64,
     check_batch,
     check_network,
-    element_name,
     first_nonfinite,
 )
 from .ops import jax_ops

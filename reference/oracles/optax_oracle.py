@@ -65,6 +65,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
+from handgrad.notation import NotationError, code_name, element_label  # noqa: E402
 from handgrad.optim import Optimizer, apply_updates  # noqa: E402
 
 __all__ = [
@@ -75,7 +76,6 @@ __all__ = [
     "OptaxTrajectory",
     "OptimizerReport",
     "certify_optimizer",
-    "element_label",
     "handgrad_trajectory",
     "optax_equivalent",
     "optax_trajectory",
@@ -299,20 +299,6 @@ def trajectory_tolerance(opt: Optimizer, steps: int, *, pow_ulps: float = 1.0) -
     return c * UNIT_ROUNDOFF
 
 
-def element_label(key: str, index: tuple[int, ...]) -> str:
-    r"""``W2``, (0, 2) -> ``W2[0, 2] (w_13^(2))``: the article's 1-based name for network params.
-
-    Example:
-      >>> element_label("B3", (0, 0))
-      'B3[0, 0] (b_1^(3))'
-    """
-    plain = f"{key}[{', '.join(map(str, index))}]"
-    if len(key) > 1 and key[0] in "WB" and key[1:].isdigit() and len(index) == 2:
-        i, j = index[0] + 1, index[1] + 1
-        return plain + (f" (w_{i}{j}^({key[1:]}))" if key[0] == "W" else f" (b_{i}^({key[1:]}))")
-    return plain
-
-
 class Mismatch(NamedTuple):
     """One element where handgrad and optax disagree beyond the bound."""
 
@@ -397,8 +383,17 @@ def certify_optimizer(opt: Optimizer, params0: Mapping[str, np.ndarray],
     return OptimizerReport(opt.name, len(grads), r, worst, mismatches)
 
 
+def _label(key: str, index: tuple[int, ...]) -> str:
+    """:func:`handgrad.notation.element_label`; the code name alone where a key only looks like an
+    article tensor (an optimizer's params may be any arrays, e.g. a ``B1`` of shape (1, 2))."""
+    try:
+        return element_label(key, index)
+    except NotationError:
+        return code_name(key, index)
+
+
 def _labels(keys: Sequence[str], shapes: Sequence[tuple[int, ...]]) -> list[str]:
     out = []
     for k, s in zip(keys, shapes, strict=True):
-        out.extend(element_label(k, tuple(int(i) for i in idx)) for idx in np.ndindex(*s))
+        out.extend(_label(k, tuple(int(i) for i in idx)) for idx in np.ndindex(*s))
     return out

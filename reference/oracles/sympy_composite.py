@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from handgrad import Network
+from handgrad.notation import index_text
 
 from .ops import SYMPY_OPS
 
@@ -26,11 +27,6 @@ __all__: list[str] = []
 # ---------------------------------------------------------------------------------------------
 # Names in the article's notation
 # ---------------------------------------------------------------------------------------------
-
-def _idx(*ks: int) -> str:
-    """``11`` for (1, 1); ``1,12`` once an index has two digits (so ``w_{1,12}`` is unambiguous)."""
-    return ("," if any(k >= 10 for k in ks) else "").join(str(k) for k in ks)
-
 
 def _make_symbols(net: Network) -> dict[str, np.ndarray]:
     """``{"W1": w_{ij}^{(1)}, "B1": ..., "X": x_{1j}, "Y": y_k, "Z1": z_i^{(1)}, "A1": x_{2i}, ...}``."""
@@ -43,15 +39,15 @@ def _make_symbols(net: Network) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for l in range(1, net.depth + 1):
         out[f"W{l}"] = np.array(
-            [[sp.Symbol(f"w_{{{_idx(i, j)}}}^{{({l})}}", real=True) for j in range(1, sizes[l - 1] + 1)]
+            [[sp.Symbol(f"w_{{{index_text(i, j)}}}^{{({l})}}", real=True) for j in range(1, sizes[l - 1] + 1)]
              for i in range(1, sizes[l] + 1)], dtype=object)
         out[f"B{l}"] = col(lambda i, l=l: f"b_{{{i}}}^{{({l})}}", sizes[l])
-    out["X"] = col(lambda j: f"x_{{{_idx(1, j)}}}", sizes[0])
+    out["X"] = col(lambda j: f"x_{{{index_text(1, j)}}}", sizes[0])
     out["Y"] = col(lambda k: "y", 1) if sizes[-1] == 1 else col(lambda k: f"y_{{{k}}}", sizes[-1])
     for l in range(1, net.depth + 1):
         out[f"Z{l}"] = col(lambda i, l=l: f"z_{{{i}}}^{{({l})}}", sizes[l])
         if l < net.depth:
-            out[f"A{l}"] = col(lambda i, l=l: f"x_{{{_idx(l + 1, i)}}}", sizes[l])
+            out[f"A{l}"] = col(lambda i, l=l: f"x_{{{index_text(l + 1, i)}}}", sizes[l])
         elif sizes[l] == 1:
             out[f"A{l}"] = col(lambda i: r"\hat y", 1)
         else:

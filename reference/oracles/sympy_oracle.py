@@ -129,9 +129,10 @@ from typing import Any
 import numpy as np
 
 from handgrad import Network, Params
+from handgrad.notation import element_name
 
 from .cache import OracleCache, architecture_key
-from .inputs import NonFiniteError, as_float64, check_batch, check_network, element_name
+from .inputs import NonFiniteError, as_float64, check_batch, check_network
 from .ops import SYMPY_OPS
 from .sympy_codegen import _EVAL_DTYPE, _mp_to_eval, _mp_to_float, _Program, _ProgramTooLarge
 from .sympy_composite import _build, _ExprArray, _FromSymengine, _make_symbols
