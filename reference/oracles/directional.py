@@ -28,7 +28,7 @@ enters as :math:`t\,(D a)`, so the evaluated point is exactly :math:`w + t d`.
 
 Step. For a direction with :math:`s = \max|\partial z/\partial t|` (the largest rate at which a
 pre-activation of its own layers moves), :math:`t = 2^{\mathrm{round}(\log_2(h_0/s))}` with
-:math:`h_0` = :data:`H0_DIRECTIONAL` = :math:`2^{-8}`: every pre-activation moves by at most
+:math:`h_0` = :data:`H0_DIRECTIONAL` = :math:`2^{-6}`: every pre-activation moves by at most
 :math:`h_0` per unit of the multipliers below. (Richardson's fourth-order error allows a much
 larger step than the :math:`(3u)^{1/3}` of plain central differences, and a larger step divides
 the rounding error by more.)
@@ -93,7 +93,7 @@ __all__ = [
     "tensor_directions",
 ]
 
-H0_DIRECTIONAL = 2.0**-8
+H0_DIRECTIONAL = 2.0**-6
 r"""Largest move of a pre-activation per unit multiplier: :math:`t\,\max|\partial z/\partial t| \approx h_0`."""
 
 MULTIPLIERS = np.array([1.0, -1.0, 2.0, -2.0, 4.0, -4.0])
