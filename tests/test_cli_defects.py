@@ -168,3 +168,45 @@ def test_progress_labels_tell_fused_from_unfused(capsys: pytest.CaptureFixture[s
     labels = list(dict.fromkeys(drawn))
     assert labels == ["loss bce: 3-4-3 tanh/sigmoid, bce (fused)", "loss bce: 3-4-3 tanh/softmax, bce",
                       "loss bce: 3-4-3 tanh/sigmoid, bce"], labels
+
+
+# -- prove: a function the exact arithmetic does not have ------------------------------------------
+
+_PLUGIN = '''
+import numpy as np
+import handgrad as hg
+
+
+def _definition(z, ops):
+    return np.{fn}(z)
+
+
+hg.register_activation(hg.Activation("{name}", _definition, lambda z: np.{fn}(z),
+                                     derivative=lambda z, a: {derivative}))
+'''
+
+
+@pytest.mark.parametrize(("fn", "derivative"), [("arcsinh", "1.0 / np.sqrt(1.0 + z * z)"),
+                                                ("sinc", "np.cos(np.pi * z) / z - np.sinc(z) / z")])
+def test_prove_names_an_unsupported_function(fn: str, derivative: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A user's activation whose definition calls a numpy function the exact arithmetic lacks:
+    one line naming it, exit 2 (not a TypeError traceback, exit 1, which reads as "not proved")."""
+    import handgrad as hg
+
+    name, module = f"user_{fn}", f"cli_defects_plugin_{fn}"
+    (tmp_path / f"{module}.py").write_text(_PLUGIN.format(fn=fn, name=name, derivative=derivative))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        rc = main(["prove", "--import", module, "--arch", "2-2-1", "--activation", f"{name},identity"])
+    finally:
+        sys.modules.pop(module, None)
+        if name in hg.activation_names():
+            hg.unregister_activation(name)
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""
+    err = captured.err
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("handgrad prove: error: "), err
+    assert f"cannot prove activation '{name}'" in err and f"np.{fn}" in err, err

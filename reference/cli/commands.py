@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import TextIO
+import os
+import re
+from collections.abc import Callable
+from typing import Any, TextIO, TypeVar
+
+import numpy as np
 
 import handgrad as hg
 from handgrad.notation import element_name
@@ -51,30 +56,84 @@ def _article_name(name: str, i: int, j: int) -> str:
 
 
 def _cmd_prove(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``handgrad prove``: every proof is computed first, then printed, so an activation the exact
+    arithmetic cannot evaluate gives one line (exit 2) and no half-printed result."""
     _imports(args)
     net = _network(args, fuse=not args.no_fuse)
-    from ..proofs import prove_activation, prove_fused_rule, prove_loss, prove_network
+    from ..proofs import prove_network
 
     try:
-        proof = prove_network(net, method=args.method, trials=args.trials, seed=args.seed, batch=args.batch)
+        proof = _exact(f"the network {net.describe()}", lambda: prove_network(
+            net, method=args.method, trials=args.trials, seed=args.seed, batch=args.batch))
     except ValueError as exc:  # e.g. method='symbolic' on an architecture it does not support
         raise UsageError(" ".join(str(exc).split())) from None
+    rules = [] if args.network_only else _local_rules(net)
     print(proof, file=out)
     ok = bool(proof.ok)
-    if not args.network_only:
+    if rules:
         print("", file=out)
         print("The local rules it relies on:", file=out)
-        rules = [prove_activation(a) for a in dict.fromkeys(a.name for a in net.activations)]
-        if net.fused_rule is not None:
-            rules.append(prove_fused_rule(net.loss.name, net.activations[-1].name))
-        else:
-            rules.append(prove_loss(net.loss.name))
         for r in rules:
             print(r, file=out)
             ok = ok and bool(r.ok)
     print("", file=out)
     print(f"{'PROVED' if ok else 'NOT PROVED'}: handgrad's backward for {net.describe()}", file=out)
     return 0 if ok else 1
+
+
+def _local_rules(net: hg.Network) -> list[Any]:
+    """The proofs of the local rules ``net`` relies on: each activation, then the loss gradient or
+    the fused output rule."""
+    from ..proofs import prove_activation, prove_fused_rule, prove_loss
+
+    rules = [_exact(f"activation {a!r}", lambda a=a: prove_activation(a))
+             for a in dict.fromkeys(a.name for a in net.activations)]
+    if net.fused_rule is not None:
+        loss, head = net.loss.name, net.activations[-1].name
+        rules.append(_exact(f"the fused rule of {loss} with {head}", lambda: prove_fused_rule(loss, head)))
+    else:
+        rules.append(_exact(f"loss {net.loss.name!r}", lambda: prove_loss(net.loss.name)))
+    return rules
+
+
+_T = TypeVar("_T")
+
+
+def _exact(what: str, proof: Callable[[], _T]) -> _T:
+    """Run ``proof``; a ``TypeError`` from its exact arithmetic (``UnsupportedOperation`` included:
+    a function with no exact meaning, such as ``np.arcsinh`` in a user's definition) or an
+    ``AttributeError`` from a numpy function that expects floats (``np.sinc``) becomes one line
+    naming the function (exit 2), not a traceback that would read as "not proved"."""
+    try:
+        return proof()
+    except (TypeError, AttributeError) as exc:
+        raise UsageError(_unsupported(what, exc)) from None
+
+
+def _numpy_function(exc: BaseException) -> str | None:
+    """The numpy function that failed: named by a ufunc's message ("no callable arcsinh method"),
+    or the outermost frame of the traceback inside numpy's package (``np.sinc``)."""
+    m = re.search(r"no callable (\w+) method", str(exc))
+    if m is not None:
+        return m.group(1)
+    root = os.path.dirname(np.__file__) + os.sep
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(root):
+            return tb.tb_frame.f_code.co_name
+        tb = tb.tb_next
+    return None
+
+
+def _unsupported(what: str, exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    fn = _numpy_function(exc)
+    if fn is not None:
+        used = f"np.{fn}, which the proof's exact arithmetic does not support ({type(exc).__name__}: {msg})"
+    else:
+        used = f"an operation the proof's exact arithmetic does not support ({type(exc).__name__}: {msg})"
+    return (f"cannot prove {what}: its definition uses {used}; write it with the functions of the ops "
+            "namespace it is given (ops.exp, ops.log, ops.tanh, ops.sqrt, ...)")
 
 
 def _cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
