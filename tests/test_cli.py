@@ -90,7 +90,7 @@ BAD = [
     (["derive", "--arch", "2-3-3-1", "--activation", "sigmoid", "--weight", "W3[0]"], "a weight has two indices"),
     (["derive", "--arch", "2-3-3-1", "--activation", "sigmoid", "--weight", "__import__('os').system('x')"],
      "cannot read"),
-    (["derive", "--arch", "2-3-1"], "required: --activation"),
+    (["derive", "--activation", "sigmoid"], "required: --arch"),
     (["prove", "--arch", "2-3-1", "--activation", "sigmoid,tanh,relu"], "lists 3 names but the architecture has 2"),
     (["prove", *ARCH, "--loss", "hinge"], "unknown loss 'hinge'"),
     (["prove", "--arch", "2-3-1", "--activation", "identity", "--loss", "bce"], "expects predictions in"),

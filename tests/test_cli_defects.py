@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -210,3 +211,16 @@ def test_prove_names_an_unsupported_function(fn: str, derivative: str, tmp_path:
     err = captured.err
     assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("handgrad prove: error: "), err
     assert f"cannot prove activation '{name}'" in err and f"np.{fn}" in err, err
+
+
+# -- derive and prove default to the article's sigmoid --------------------------------------------
+
+@pytest.mark.parametrize("command", [["derive", "--weight", "w_11^(2)"], ["prove", "--network-only"]])
+def test_activation_defaults_to_the_articles_sigmoid(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command[0], "--arch", "2-3-1", *command[1:]]) == 0
+    default = capsys.readouterr().out
+    assert "2-3-1 sigmoid/sigmoid, squared_error" in default
+    assert main([command[0], "--arch", "2-3-1", "--activation", "sigmoid", *command[1:]]) == 0
+    explicit = capsys.readouterr().out
+    strip = (lambda s: re.sub(r"[0-9.]+ s\b", "", s)) if command[0] == "prove" else (lambda s: s)
+    assert strip(default) == strip(explicit)

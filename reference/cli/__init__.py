@@ -110,10 +110,14 @@ examples:
 """
 
 
-def _arch_options(p: argparse.ArgumentParser, *, required: bool) -> None:
-    p.add_argument("--arch", "--sizes", dest="arch", required=required, default=None, metavar="N0-N1-...",
+DEFAULT_ACTIVATION = "sigmoid"
+"""The article's activation: the default of ``derive`` and ``prove``, as of every other entry point."""
+
+
+def _arch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", "--sizes", dest="arch", required=True, default=None, metavar="N0-N1-...",
                    help="layer widths from input to output, e.g. 2-3-3-1 (the article's network)")
-    p.add_argument("--activation", required=required, default=None, metavar="NAME[,NAME...]",
+    p.add_argument("--activation", default=DEFAULT_ACTIVATION, metavar="NAME[,NAME...]",
                    help="one registered activation for every layer, or one per layer (comma-separated)")
     p.add_argument("--no-fuse", action="store_true",
                    help="do not use the loss's fused output rule (e.g. sigmoid + bce), differentiate them apart")
@@ -183,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the closed-form gradient of a weight (SymPy), as text or LaTeX",
                        description="Print dL/dw for a chosen weight (default: all) of an architecture, as the "
                                    "SymPy oracle derives it by differentiating the whole composite loss.")
-    _arch_options(p, required=True)
+    _arch_options(p)
     p.add_argument("--loss", default="squared_error", help="registered loss")
     p.add_argument("--weight", default="all", metavar="NAME",
                    help="w_ij^(l) (article, 1-based), W<l>[i,j] / B<l>[i] (code, 0-based), W<l>, or all")
@@ -193,9 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prove", formatter_class=_Formatter, epilog=_PROVE_EPILOG,
                        help="exact certificate: handgrad's backward equals the derivative, as formulas",
                        description="Prove that handgrad's backward for an architecture equals the derivative of "
-                                   "the composite loss for every parameter (reference/proof.py), and prove the "
+                                   "the composite loss for every parameter (handgrad.reference.proofs), and prove the "
                                    "local rules (activation derivatives, loss gradient) it relies on.")
-    _arch_options(p, required=True)
+    _arch_options(p)
     p.add_argument("--loss", default="squared_error", help="registered loss")
     p.add_argument("--method", choices=("auto", "symbolic", "modular"), default="auto",
                    help="symbolic (deterministic), modular (exact randomized identity test), or auto")
