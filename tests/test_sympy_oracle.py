@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import sympy as sp
 from _oracle_cases import BAD_INPUTS, activation_cases, draw, loss_cases, within
-from handgrad.reference import CaseSpec, build_case, referee
+from handgrad.reference import CaseSpec, build_case, numerics, referee
 from handgrad.reference.judge.tolerance import error_budget
 from handgrad.reference.oracles.finite_diff import definition_loss, loss_rounding_bound
 from handgrad.reference.oracles.sympy_oracle import (
@@ -44,7 +44,7 @@ from handgrad.reference.oracles.sympy_oracle import (
 
 import handgrad as hg
 
-U64 = 2.0**-53
+U64 = numerics.U64
 U_EVAL = float(np.finfo(_EVAL_DTYPE).eps) / 2
 
 

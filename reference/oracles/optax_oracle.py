@@ -68,10 +68,11 @@ import optax  # noqa: E402
 from handgrad.notation import NotationError, code_name, element_label  # noqa: E402
 from handgrad.optim import Optimizer, apply_updates  # noqa: E402
 
+from ..numerics import U64  # noqa: E402
+
 __all__ = [
     "BUCKET",
     "OPTAX_EQUIVALENTS",
-    "UNIT_ROUNDOFF",
     "Mismatch",
     "OptaxTrajectory",
     "OptimizerReport",
@@ -81,9 +82,6 @@ __all__ = [
     "optax_trajectory",
     "trajectory_tolerance",
 ]
-
-UNIT_ROUNDOFF = 2.0**-53
-"""u: the relative rounding error of one float64 operation (round to nearest)."""
 
 BUCKET = 64
 """Trajectories are padded to a multiple of this many elements (one compilation per bucket)."""
@@ -296,7 +294,7 @@ def trajectory_tolerance(opt: Optimizer, steps: int, *, pow_ulps: float = 1.0) -
             return b * b / (1.0 - b * b)
 
         c += 4 + pow_ulps * (kappa(opt.hyperparams["b1"]) + kappa(opt.hyperparams["b2"]) / 2)
-    return c * UNIT_ROUNDOFF
+    return c * U64
 
 
 class Mismatch(NamedTuple):

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..numerics import erf, erfc
+
 __all__: list[str] = []
 
 
@@ -194,8 +196,6 @@ class _Program:
         return ns["_program"]
 
 
-_ERF = np.vectorize(math.erf, otypes=[np.float64])
-_ERFC = np.vectorize(math.erfc, otypes=[np.float64])
 _EVAL_DTYPE = np.longdouble
 
 
@@ -203,14 +203,15 @@ def _numpy_namespace() -> dict[str, Any]:
     dt = _EVAL_DTYPE
 
     def special(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        # math.erf / math.erfc are double precision: the one place longdouble is not carried.
+        # numerics.erf / erfc (math.erf underneath) are double precision: the one place longdouble
+        # is not carried.
         return lambda v: np.asarray(f(np.asarray(v, dtype=np.float64)), dtype=dt)
 
     ns: dict[str, Any] = {
         "_num": lambda p, q: dt(p) / dt(q), "_flt": lambda v: dt(v),
         "_pi": lambda: dt(np.pi) if dt is np.float64 else dt("3.14159265358979323846264338327950288"),
         "_e": lambda: np.exp(dt(1)),
-        "erf": special(_ERF), "erfc": special(_ERFC), "where": np.where, "abs": np.abs,
+        "erf": special(erf), "erfc": special(erfc), "where": np.where, "abs": np.abs,
         "logical_not": np.logical_not, "maximum": np.maximum, "minimum": np.minimum,
     }
     for f in ("exp", "log", "log1p", "expm1", "tanh", "sqrt", "sign", "sinh", "cosh", "sin", "cos", "tan",
