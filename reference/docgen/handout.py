@@ -39,6 +39,7 @@ from .latex import break_formula
 
 __all__ = [
     "DOCS",
+    "FORMATS",
     "HANDOUTS",
     "HANDOUT_PATH",
     "LANGUAGES",
