@@ -224,3 +224,23 @@ def test_activation_defaults_to_the_articles_sigmoid(command: list[str], capsys:
     explicit = capsys.readouterr().out
     strip = (lambda s: re.sub(r"[0-9.]+ s\b", "", s)) if command[0] == "prove" else (lambda s: s)
     assert strip(default) == strip(explicit)
+
+
+# -- --help is light ---------------------------------------------------------------------------------
+
+def test_help_imports_no_heavy_library() -> None:
+    """``handgrad --help`` (and each command's) loads neither hypothesis, SymPy, JAX nor matplotlib:
+    measured on ``sys.modules`` in a fresh interpreter."""
+    import json
+    import subprocess
+
+    code = ("import contextlib, io, json, sys\n"
+            "from handgrad.reference.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    codes = [main([*c, '--help']) for c in ([], ['certify'], ['derive'], ['prove'], ['demo'])]\n"
+            "heavy = ('hypothesis', 'sympy', 'jax', 'matplotlib', 'mpmath', 'symengine')\n"
+            "print(json.dumps([codes, sorted(m for m in sys.modules if m.split('.')[0] in heavy)]))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    codes, heavy = json.loads(run.stdout)
+    assert codes == [0, 0, 0, 0, 0] and heavy == []
