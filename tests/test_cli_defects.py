@@ -244,3 +244,12 @@ def test_help_imports_no_heavy_library() -> None:
     assert run.returncode == 0, run.stderr
     codes, heavy = json.loads(run.stdout)
     assert codes == [0, 0, 0, 0, 0] and heavy == []
+
+
+def test_chart_validates_ncols_with_the_shared_helper(tmp_path: Path) -> None:
+    from handgrad.reference.cli.plot import plot_error_budget
+
+    with pytest.raises(TypeError, match="ncols must be an int"):
+        plot_error_budget({"s": {"W1": 0.1}}, tmp_path / "x.png", ncols=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ncols must be >= 1"):
+        plot_error_budget({"s": {"W1": 0.1}}, tmp_path / "x.png", ncols=0)

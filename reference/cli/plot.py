@@ -26,6 +26,8 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from handgrad.validation import check_positive_int
+
 from ..judge.reports import Certificate, worst_ratios
 
 __all__ = ["RATIO_FLOOR", "certificate_ratios", "matplotlib_available", "plot_error_budget"]
@@ -73,8 +75,8 @@ def plot_error_budget(
     for subject, per in ratios.items():
         if not isinstance(per, Mapping):
             raise TypeError(f"ratios[{subject!r}] must be a mapping {{tensor: ratio}}, got {type(per).__name__}")
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    ncols = check_positive_int("ncols", ncols)
+    dpi = check_positive_int("dpi", dpi)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
