@@ -32,6 +32,7 @@ from .activation import (
     prove_fused_rule,
     prove_loss,
 )
+from .errors import UnsupportedOperation
 from .layers import LayerRule, LayerRulesProof, prove_layer_rules
 from .network import (
     ERROR_TARGET,
@@ -55,6 +56,7 @@ __all__ = [
     "LayerRule",
     "LayerRulesProof",
     "NetworkProof",
+    "UnsupportedOperation",
     "exact_constant",
     "prove_activation",
     "prove_fused_rule",

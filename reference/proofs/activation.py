@@ -30,9 +30,9 @@ Both one-sided limits are computed with ``sympy.limit``; they equal the one-side
 because every definition is continuous at :math:`c` (checked) and differentiable on each side.
 
 **Zero test.** A case is *proved* when SymPy simplifies ``hand - expected`` to exactly 0 (after
-rewriting ``erfc`` as ``1 - erf`` and ``tanh`` through ``exp``); *refuted* when the difference
-evaluated to 30 digits at a sample point of the region is not 0; *undecided* otherwise (which
-counts as not proved).
+rewriting ``erfc`` as ``1 - erf`` and ``tanh``, ``sinh``, ``cosh`` through ``exp``); *refuted* when
+the difference evaluated to 30 digits at a sample point of the region is not 0; *undecided*
+otherwise (which counts as not proved).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import handgrad as hg
 from handgrad import Activation, FusedRule, Loss
 
 from ..oracles.ops import SYMPY_OPS
+from .errors import UnsupportedOperation
 from .exact import (
     ULP_BUDGET,
     ConstantMatch,
@@ -141,8 +142,14 @@ class ActivationProof:
 # Zero test
 # ---------------------------------------------------------------------------------------------
 
+_HYPERBOLIC = (sp.tanh, sp.sinh, sp.cosh)
+
+
 def _normal(e: sp.Basic) -> sp.Basic:
-    return e.rewrite(sp.erf).rewrite(sp.tanh, sp.exp) if e.has(sp.erfc, sp.tanh) else e
+    """``erfc`` as ``1 - erf`` and the hyperbolic functions through ``exp`` (a common form for cancel)."""
+    if e.has(sp.erfc):
+        e = e.rewrite(sp.erf)
+    return e.rewrite(list(_HYPERBOLIC), sp.exp) if e.has(*_HYPERBOLIC) else e
 
 
 def _quiet(f: Callable[[], sp.Basic]) -> sp.Basic | None:
@@ -184,10 +191,22 @@ def _compare(hand: sp.Basic, expected: sp.Basic, samples: Sequence[dict[sp.Symbo
 # ---------------------------------------------------------------------------------------------
 
 def _definition(act_def: Callable[..., Any], *args: Any) -> sp.Basic:
-    out = act_def(*args, SYMPY_OPS)
+    """The definition on SymPy expressions; if it calls numpy functions itself (``np.logaddexp``
+    rather than the ``ops`` namespace), on :class:`SymArray` values instead, which support them."""
+    try:
+        out = act_def(*args, SYMPY_OPS)
+    except UnsupportedOperation:
+        raise
+    except (TypeError, AttributeError) as exc:
+        try:
+            out = act_def(*(symarray([[a]]) for a in args), SYMPY_OPS)
+        except UnsupportedOperation as inner:
+            raise UnsupportedOperation(f"in the activation's definition: {inner}") from exc
+        except Exception:
+            raise exc from None
     if isinstance(out, np.ndarray):
         out = out.reshape(-1)[0] if out.size == 1 else out
-    return _exactify(sp.sympify(out))
+    return _exactify(_to_expr(out) if isinstance(out, Sym) else sp.sympify(out))
 
 
 class _WrongShape(ValueError):

@@ -36,7 +36,10 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from .errors import UnsupportedOperation
+
 __all__ = [
+    "SUPPORTED_UFUNCS",
     "ULP_BUDGET",
     "ConstantMatch",
     "Sym",
@@ -160,6 +163,10 @@ class Sym:
     def __repr__(self) -> str:
         return f"Sym({self.expr})"
 
+    def _sympy_(self) -> sp.Basic:
+        """What ``sympify`` reads a :class:`Sym` as (so SymPy functions accept one)."""
+        return self.expr
+
     # arithmetic
     def __add__(self, o: Any) -> Sym:
         return Sym(self.expr + _coerce(o))
@@ -282,13 +289,66 @@ def _wrap(r: Any) -> Any:
     return r
 
 
+def _heaviside(x: sp.Basic, h0: sp.Basic) -> sp.Basic:
+    s = _sign(x)
+    return sp.Integer(1) if s > 0 else sp.Integer(0) if s < 0 else h0
+
+
+_SYMPY_UFUNCS: dict[np.ufunc, Any] = {
+    np.sinh: sp.sinh, np.cosh: sp.cosh, np.tanh: sp.tanh,
+    np.sin: sp.sin, np.cos: sp.cos, np.tan: sp.tan,
+    np.arcsin: sp.asin, np.arccos: sp.acos, np.arctan: sp.atan,
+    np.arcsinh: sp.asinh, np.arccosh: sp.acosh, np.arctanh: sp.atanh,
+    np.exp2: lambda x: 2 ** x, np.log2: lambda x: sp.log(x, 2), np.log10: lambda x: sp.log(x, 10),
+    np.cbrt: sp.cbrt,
+    np.logaddexp: lambda x, y: sp.log(sp.exp(x) + sp.exp(y)),
+    np.logaddexp2: lambda x, y: sp.log(2 ** x + 2 ** y, 2),
+    np.hypot: lambda x, y: sp.sqrt(x * x + y * y),
+    np.arctan2: sp.atan2,
+    np.float_power: lambda x, y: x ** y,
+    np.heaviside: _heaviside,
+}
+"""numpy functions numpy has no object loop for (or whose loop calls a method :class:`Sym` lacks), as
+SymPy functions of the elements' expressions. The arithmetic, comparisons, ``abs``, ``sign``,
+``maximum``/``minimum``, ``square``, ``reciprocal``, ``exp``, ``log``, ``log1p``, ``expm1``, ``sqrt``
+and ``erf`` go through numpy's object loops to :class:`Sym`'s own methods."""
+
+SUPPORTED_UFUNCS = tuple(sorted({f"np.{u.__name__}" for u in _SYMPY_UFUNCS} | {
+    "np.add", "np.subtract", "np.multiply", "np.divide", "np.negative", "np.positive", "np.power",
+    "np.square", "np.reciprocal", "np.absolute", "np.sign", "np.maximum", "np.minimum", "np.fmax",
+    "np.fmin", "np.exp", "np.log", "np.log1p", "np.expm1", "np.sqrt", "np.less", "np.less_equal",
+    "np.greater", "np.greater_equal", "np.equal", "np.not_equal"}))
+"""The numpy ufuncs hand-written rules may use in :func:`~handgrad.reference.proofs.prove_activation`
+(plus handgrad's ``erf``/``erfc`` and reductions such as ``np.sum``); others raise
+:class:`UnsupportedOperation`."""
+
+
+def _unsupported(function: str) -> UnsupportedOperation:
+    return UnsupportedOperation(
+        f"{function} is not supported by the exact arithmetic of the proofs (SymPy expressions); "
+        f"supported numpy functions: {', '.join(SUPPORTED_UFUNCS)}")
+
+
 class SymArray(np.ndarray):
     """An object array of :class:`Sym` whose every ufunc sees :class:`Sym` operands only."""
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if "out" in kwargs:
             kwargs["out"] = tuple(_plain(o) for o in kwargs["out"])
-        return _wrap(getattr(ufunc, method)(*(_plain(x) for x in inputs), **kwargs))
+        rule = _SYMPY_UFUNCS.get(ufunc)
+        if rule is not None:
+            if method != "__call__" or kwargs:
+                raise _unsupported(f"np.{ufunc.__name__}.{method}" if method != "__call__" else
+                                   f"np.{ufunc.__name__} with {sorted(kwargs)}")
+            lifted = np.frompyfunc(lambda *xs: Sym(rule(*(_coerce(x) for x in xs))), ufunc.nin, 1)
+            return _wrap(lifted(*(_plain(x) for x in inputs)))
+        try:
+            return _wrap(getattr(ufunc, method)(*(_plain(x) for x in inputs), **kwargs))
+        except (TypeError, AttributeError) as exc:
+            if isinstance(exc, UnsupportedOperation):
+                raise
+            name = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+            raise _unsupported(name) from exc
 
 
 def symarray(values: Any) -> SymArray:

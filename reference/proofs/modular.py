@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UnsupportedOperation
+
 __all__ = ["MATMUL_CHUNK", "PRIME", "ModArray", "UnsupportedOperation"]
 
 PRIME = 67_108_859
@@ -35,10 +37,6 @@ MATMUL_CHUNK = (2**63 - 1) // (PRIME - 1) ** 2
 _P = PRIME
 
 Deg = tuple[int, int]
-
-
-class UnsupportedOperation(TypeError):
-    """An operation with no exact meaning modulo p (``exp``, ``max``, ``<``...)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,11 +167,11 @@ class ModArray(np.ndarray):
             k = int(np.prod([np.shape(v)[a] for a in axes])) if axes else 1
             return _mod(np.add.reduce(v, axis=axis, keepdims=keep) % _P, _deg_sum(d, k))
         if method != "__call__":
-            raise UnsupportedOperation(f"{ufunc.__name__}.{method} has no exact meaning modulo p")
+            raise UnsupportedOperation(f"np.{ufunc.__name__}.{method} has no exact meaning modulo p")
         if ufunc in (np.equal, np.not_equal):
             return ufunc(*vals)
         if any(o[2] for o in ops):
-            raise UnsupportedOperation(f"{ufunc.__name__} of a boolean mask in exact arithmetic")
+            raise UnsupportedOperation(f"np.{ufunc.__name__} of a boolean mask has no exact meaning modulo p")
         if ufunc is np.add:
             return _mod((vals[0] + vals[1]) % _P, _deg_add(*degs))
         if ufunc is np.subtract:
@@ -200,7 +198,10 @@ class ModArray(np.ndarray):
             k = np.shape(vals[0])[-1]
             prod = (degs[0][0] + degs[1][0], degs[0][1] + degs[1][1])
             return _mod(_matmul(vals[0], vals[1]), _deg_sum(prod, k))
-        raise UnsupportedOperation(f"{ufunc.__name__} has no exact meaning modulo p")
+        raise UnsupportedOperation(
+            f"np.{ufunc.__name__} has no exact meaning modulo p: the modular proof runs the backward code on "
+            "residues, where only + - * /, integer powers, @, sum, == and np.where are exact (the activations "
+            "and their derivatives are opaque atoms, so their own numpy functions never run here)")
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         if func is np.where:

@@ -16,7 +16,7 @@ import numpy as np
 
 from handgrad import Network
 
-from .modular import UnsupportedOperation
+from .errors import UnsupportedOperation, numpy_function_in
 from .opaque import _failures, _opaque_activation, _swap
 
 __all__ = ["SYMBOLIC_MAX_COST", "symbolic_cost"]
@@ -90,6 +90,22 @@ def _symbolic_supported(net: Network) -> str | None:
     return None
 
 
+def _run_on_symbols(onet: Network, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
+    """The hand forward and backward on SymEngine symbols; a numpy function they cannot run on
+    symbols raises :class:`UnsupportedOperation` naming it, not numpy's object-loop error."""
+    try:
+        return onet.backward_unchecked(params, onet.forward_unchecked(params, X), Y)
+    except UnsupportedOperation:
+        raise
+    except (TypeError, AttributeError) as exc:
+        function = numpy_function_in(exc)
+        if function is None:
+            raise
+        raise UnsupportedOperation(
+            f"{function} in the network's forward or backward code cannot run on SymEngine symbols "
+            "(method='symbolic'); the exact methods support + - * /, powers, @, sum and np.where there") from exc
+
+
 def _prove_symbolic(net: Network, batch: int) -> tuple[bool, list[str]]:
     import symengine as se
 
@@ -117,7 +133,7 @@ def _prove_symbolic(net: Network, batch: int) -> tuple[bool, list[str]]:
                                np.vectorize(lambda z, a, l=l: atom(l, "d", z), otypes=[object]), None)
             for l, act in enumerate(net.activations, start=1)]
     onet = _swap(net, acts, None)
-    hand = onet.backward_unchecked(params, onet.forward_unchecked(params, X), Y)
+    hand = _run_on_symbols(onet, params, X, Y)
 
     # The composite loss with undefined functions F_l, built by this module's own forward pass.
     F = {l: se.Function(f"F{l}") for l in range(1, depth + 1)}
