@@ -68,3 +68,17 @@ def test_factorized_reference_equals_one_tangent_per_parameter(sizes: tuple[int,
     bad = slow["W1"].view(np.ndarray).copy()
     bad[0, 0] = (bad[0, 0] + 1) % PRIME
     assert not (fast["W1"].view(np.ndarray) == bad).all()
+
+
+def test_a_trial_bound_of_one_stops_the_run_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    # at widths where one trial's collision term reaches 1, more trials cannot help: stop and say so
+    monkeypatch.setattr(_Trial, "epsilon", lambda self, degree: 1.0)
+    proof = proof_network.prove_network(hg.Network((3, 4, 2), "tanh", "squared_error"), method="modular")
+    assert proof.trials == 1 and proof.error_bound == 1.0
+    assert "error target not reached" in proof.detail and "certifies nothing" in proof.detail
+    assert "error target not reached" in str(proof)
+
+
+def test_the_default_run_reaches_the_target_without_a_note() -> None:
+    proof = proof_network.prove_network(hg.Network((3, 4, 2), "tanh", "squared_error"), method="modular")
+    assert proof.ok and proof.error_bound <= proof_network.ERROR_TARGET and proof.detail == ""

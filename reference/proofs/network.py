@@ -354,9 +354,20 @@ def _prove_modular(net: Network, trials: int | None, seed: int, batch: int) -> t
             break
         if trials is not None and done >= trials:
             break
-        if trials is None and (bound <= ERROR_TARGET or done >= _MAX_TRIALS):
-            break
+        if trials is None and (bound <= ERROR_TARGET or done >= _MAX_TRIALS or eps >= 1.0):
+            break  # eps >= 1: further trials cannot lower the bound (see _target_note)
     return not failures, failures, bound, done, head
+
+
+def _target_note(bound: float, trials: int | None) -> str:
+    """A sentence when the default run stopped above :data:`ERROR_TARGET` (empty otherwise)."""
+    if trials is not None or bound <= ERROR_TARGET:
+        return ""
+    if bound >= 1.0:
+        return ("error target not reached: at this width one trial's bound is >= 1 (the collision term "
+                "C(q, 2) e / p grows with the square of the atom queries per layer), so this run certifies nothing; "
+                "the identity held at every point tried")
+    return f"error target {ERROR_TARGET:g} not reached within {_MAX_TRIALS} trials"
 
 # ---------------------------------------------------------------------------------------------
 # Public entry point
@@ -420,6 +431,7 @@ def prove_network(
         ok, failures, bound, done, head = _prove_modular(net, trials, int(seed), int(batch))
         if not ok:
             bound = 0.0
+        detail = "; ".join(d for d in (detail, _target_note(bound, trials)) if d)
     return NetworkProof(
         network=net.describe(), ok=ok, method="symbolic" if symbolic else "modular",
         error_bound=bound, first_failure=failures[0] if failures else None, failures=tuple(failures),
