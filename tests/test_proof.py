@@ -369,7 +369,9 @@ def test_failures_use_the_one_notation_rule(method: str) -> None:
     ({"net": "2-3-3-1"}, TypeError, "net must be"),
     ({"method": "fast"}, ValueError, "method must be"),
     ({"trials": 0}, ValueError, "trials must be"),
-    ({"trials": 1.5}, ValueError, "trials must be"),
+    ({"trials": 1.5}, TypeError, "trials must be"),
+    ({"seed": -1}, ValueError, "seed must be"),
+    ({"batch": 2.0}, TypeError, "batch must be"),
     ({"batch": 0}, ValueError, "batch must be"),
     ({"seed": "0"}, TypeError, "seed must be"),
 ])

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from handgrad.validation import check_real
+
 from .errors import UnsupportedOperation
 
 __all__ = [
@@ -104,9 +106,7 @@ def exact_constant(c: float) -> sp.Expr:
     >>> exact_constant(1 / math.sqrt(2 * math.pi))
     sqrt(2)/(2*sqrt(pi))
     """
-    if isinstance(c, bool) or not isinstance(c, int | float | np.integer | np.floating):
-        raise TypeError(f"c must be a real number, got {type(c).__name__}")
-    match = _constant_match(float(c))
+    match = _constant_match(check_real("c", c))
     if _SEEN_CONSTANTS is not None and match not in _SEEN_CONSTANTS and match.value != int(match.value):
         _SEEN_CONSTANTS.append(match)
     return match.exact

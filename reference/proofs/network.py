@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 
 from handgrad import FusedRule, Network
+from handgrad.validation import check_positive_int
 
 from .duals import _Dual, _DualOps
 from .modular import (
@@ -411,12 +412,10 @@ def prove_network(
         raise TypeError(f"net must be a handgrad.Network, got {type(net).__name__}")
     if method not in ("auto", "symbolic", "modular"):
         raise ValueError(f"method must be 'auto', 'symbolic' or 'modular', got {method!r}")
-    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
-        raise ValueError(f"trials must be a positive int or None, got {trials!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
-        raise ValueError(f"batch must be a positive int (samples per batch), got {batch!r}")
+    if trials is not None:
+        check_positive_int("trials", trials)
+    check_positive_int("seed", seed, minimum=0)
+    check_positive_int("batch", batch)
     start = time.perf_counter()
     reason = _symbolic_supported(net)
     if method == "symbolic" and reason is not None:

@@ -22,11 +22,11 @@ from .opaque import _failures, _opaque_activation, _swap
 __all__ = ["SYMBOLIC_MAX_COST", "symbolic_cost"]
 
 SYMBOLIC_MAX_COST = 2000
-"""``method="auto"`` proves symbolically when :func:`symbolic_cost` is at most this (about 0.05 s).
+"""``method="auto"`` proves symbolically when :func:`symbolic_cost` is at most this.
 
 The symbolic method expands every gradient into monomials; their number grows like the number of
-paths from a first-layer unit to the output, so depth costs far more than width (measured:
-4-8-8-1 0.03 s, 4-8-8-8-8-1 2 s, 8-16-16-16-16-1 240 s)."""
+paths from a first-layer unit to the output, so depth costs far more than width (timings in
+docs/exact-certificates.md)."""
 
 
 class _SymEngineOps:
