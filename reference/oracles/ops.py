@@ -1,20 +1,24 @@
 """The ``Ops`` namespaces the oracles evaluate shared definitions with.
 
 An activation's or loss's ``definition(z, ops)`` is written once (see ``handgrad.activations``);
-here are the two namespaces the oracles plug in:
+here are the namespaces the oracles plug in:
 
-* :data:`JAX_OPS` -- ``jax.numpy`` (x64 enabled), so that ``jax.grad`` differentiates it.
+* :func:`jax_ops` -- ``jax.numpy`` (x64 enabled), so that ``jax.grad`` differentiates it.
 * :data:`SYMPY_OPS` -- SymPy, on SymPy scalars or on numpy *object* arrays of SymPy expressions;
   ``where(c, x, y)`` becomes ``Piecewise((x, c), (y, True))``.
 * :data:`MPMATH_OPS` -- mpmath on numpy object arrays of mpmath numbers (high-precision references
   in tests and measurement scripts).
 
-Neither namespace knows any derivative: differentiation is the oracle's job.
+``SYMPY_OPS`` and ``MPMATH_OPS`` are built on first access and ``jax_ops()`` on its first call, so
+importing this module loads none of SymPy, mpmath or JAX.
+
+No namespace knows any derivative: differentiation is the oracle's job.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -64,8 +68,6 @@ class SympyOps:
         return x
 
 
-SYMPY_OPS = SympyOps()
-
 
 class _JaxOps:
     pi = math.pi
@@ -112,4 +114,21 @@ class _MpmathOps:
         return np.sum(x, axis=0, keepdims=True)
 
 
-MPMATH_OPS = _MpmathOps()
+SYMPY_OPS: SympyOps  # built on first access, see __getattr__
+MPMATH_OPS: _MpmathOps
+
+_LAZY: dict[str, Callable[[], Any]] = {"SYMPY_OPS": SympyOps, "MPMATH_OPS": _MpmathOps}
+"""The namespaces built on first access (PEP 562): importing this module loads neither SymPy nor
+mpmath."""
+
+
+def __getattr__(name: str) -> Any:
+    build = _LAZY.get(name)
+    if build is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = build()  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
