@@ -348,15 +348,17 @@ def _is_leaf(x: object) -> bool:
     return isinstance(x, np.ndarray) or hasattr(x, "__array__") or not isinstance(x, Mapping | list | tuple)
 
 
-def _leaves(tree: object, prefix: Path = ()) -> Iterator[Path]:
-    if _is_leaf(tree):
+def _leaves(tree: object, expected: frozenset[Path] = frozenset(), prefix: Path = ()) -> Iterator[Path]:
+    """Every leaf path of a nested structure; a path in ``expected`` is a leaf whatever it holds (a
+    list where an array belongs is then reported as a list, not as its elements)."""
+    if _is_leaf(tree) or prefix in expected:
         yield prefix
     elif isinstance(tree, Mapping):
         for k, v in tree.items():
-            yield from _leaves(v, (*prefix, k))
+            yield from _leaves(v, expected, (*prefix, k))
     else:
         for i, v in enumerate(tree):  # type: ignore[arg-type]
-            yield from _leaves(v, (*prefix, i))
+            yield from _leaves(v, expected, (*prefix, i))
 
 
 def _get(tree: object, path: Path) -> object:
@@ -575,7 +577,7 @@ def from_user_grads(grads_user: object, conv: Conventions, net: Network,
         raise UserGradsError(f"backward returned {type(grads_user).__name__}; expected your gradients keyed like "
                              f"your params: {', '.join(_show(gnames[k]) for k in gnames)}")
     expected = {gnames[k] for k in gnames}
-    got = set(_leaves(grads_user))
+    got = set(_leaves(grads_user, frozenset(expected)))
     missing = [_show(gnames[k]) for k in gnames if gnames[k] not in got]
     extra = sorted(_show(p) for p in got - expected)
     if missing or extra:
