@@ -84,8 +84,10 @@ def test_report_renderings_read_the_dict() -> None:
     assert "  error: " + sentence in r.text()
     assert r.markdown().startswith("### mismatch: `2-13-1") and f"- **error**: {sentence}" in r.markdown()
     assert r.markdown(level=5).startswith("##### mismatch")
-    with pytest.raises(ValueError, match="level must be a Markdown heading level"):
+    with pytest.raises(ValueError, match="level must be >= 1, got 0"):
         r.markdown(level=0)
+    with pytest.raises(ValueError, match=r"level must be a Markdown heading level 1\.\.6, got 7"):
+        r.markdown(level=7)
 
 
 def test_certificate_nests_its_failure_one_level_down() -> None:

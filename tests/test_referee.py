@@ -238,12 +238,14 @@ def test_certify_backward_reproduce_recipe_rebuilds_the_failing_case() -> None:
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"backward": 3}, TypeError, "backward must be callable"),
-    ({"examples": 0}, ValueError, "examples must be a positive int"),
+    ({"examples": 0}, ValueError, "examples must be >= 1, got 0"),
+    ({"examples": 2.5}, TypeError, "examples must be an int, got float"),
     ({"dtype": "float16"}, ValueError, "dtype must be 'float32' or 'float64'"),
     ({"scales": ["huge"]}, ValueError, "unknown scale 'huge'"),
-    ({"min_batch": 0}, ValueError, "min_batch must be an int >= 1"),
-    ({"min_batch": 4, "max_batch": 2}, ValueError, "max_batch must be an int >= 4"),
-    ({"max_width": 0}, ValueError, "max_width must be an int >= 1"),
+    ({"min_batch": 0}, ValueError, "min_batch must be >= 1, got 0"),
+    ({"min_batch": 4, "max_batch": 2}, ValueError, "max_batch must be >= 4, got 2"),
+    ({"max_width": 0}, ValueError, "max_width must be >= 1, got 0"),
+    ({"max_width": True}, TypeError, "max_width must be an int, got bool"),
     ({"sizes": (2, 0, 1)}, ValueError, r"sizes\[1\] is 0"),
     ({"activations": ["tanh"]}, ValueError, "has 1 entries"),
 ])
@@ -288,3 +290,39 @@ def test_vary_shapes_draws_hidden_widths_and_keeps_input_and_output() -> None:
     assert cert.ok
     assert {s[0] for s in seen} == {3} and {s[2] for s in seen} == {1}
     assert len({s[1] for s in seen}) >= 3 and all(1 <= s[1] <= 6 for s in seen)
+
+
+WIDE = CaseSpec((13, 11, 1), ("tanh", "identity"), "squared_error", True, 2, "unit", 3)
+
+
+@pytest.mark.parametrize(("index", "article"), [((0, 12), "w_1,13^(1)"), ((10, 2), "w_11,3^(1)")])
+def test_mismatch_sentence_names_two_digit_elements_unambiguously(index: tuple[int, int], article: str) -> None:
+    """W1[0, 12] and W1[10, 2] once both printed as w_113^(1); the comma rule tells them apart."""
+    net, p, X, Y = _case(WIDE)
+    grads = net.backward(p, X, Y)
+    grads["W1"] = grads["W1"].copy()
+    grads["W1"][index] += 1e-3
+    r = referee(net, p, X, Y, grads, oracles=ORACLES)
+    assert r.verdict == "mismatch"
+    (mm,) = r.mismatches
+    assert (mm.tensor, mm.index, mm.element) == ("W1", index, article)
+    assert f"disagree on dL/d{article} (W1[{index[0]}, {index[1]}])" in mm.sentence()
+    assert "(1 element of W1 over budget)" in mm.sentence()
+    assert all(c.worst == article for c in r.checks if c.tensor == "W1" and not c.ok)
+
+
+def test_the_case_is_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    net, p, X, Y = _case(ARTICLE)
+    grads = net.backward(p, X, Y)
+    calls = []
+    real = hg.Network.check_params
+    monkeypatch.setattr(hg.Network, "check_params", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    r = referee(net, p, X, Y, grads, oracles=ORACLES)
+    assert r.ok and len(calls) == 1
+
+
+@pytest.mark.parametrize(("value", "error"), [(0, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_min_oracles_is_a_positive_int(value: object, error: type) -> None:
+    net, p, X, Y = _case(ARTICLE)
+    with pytest.raises(error, match="min_oracles must be"):
+        referee(net, p, X, Y, net.backward, oracles=ORACLES, min_oracles=value)

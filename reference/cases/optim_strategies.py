@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from hypothesis import strategies as st
 
+from handgrad.validation import check_positive_int
+
 __all__ = [
     "PATTERNS",
     "OptimProblem",
@@ -105,8 +107,7 @@ def gradient_problems(draw: st.DrawFn, *, steps: int = 60, max_tensors: int = 3,
     Magnitudes: params :math:`10^{k_p}`, :math:`k_p \\in [-3, 3]` (or all zero), gradients
     :math:`10^{k_g}`, :math:`k_g \\in [-6, 4]`; see the module docstring for the patterns.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    check_positive_int("steps", steps)
     if not 1 <= max_tensors <= 3:
         raise ValueError(f"max_tensors must be in [1, 3], got {max_tensors}")
     if max_dim < 1:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 import handgrad as hg
+from handgrad.validation import check_positive_int
 
 from .architecture import Architecture
 
@@ -71,8 +72,7 @@ def loss_pool(name: str, *, per_fuse: int = 3) -> list[Architecture]:
     3-4-3 tanh/softmax, bce (unfused)
     3-4-3 tanh/sigmoid, bce (unfused)
     """
-    if isinstance(per_fuse, bool) or not isinstance(per_fuse, int) or per_fuse < 1:
-        raise ValueError(f"per_fuse must be a positive int, got {per_fuse!r}")
+    check_positive_int("per_fuse", per_fuse)
     loss = hg.get_loss(name)
     pool: list[Architecture] = []
     for fuse in (True, False):

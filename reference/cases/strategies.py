@@ -20,6 +20,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 import handgrad as hg
+from handgrad.validation import check_positive_int
 
 from .architecture import Architecture
 from .pools import fits_output
@@ -50,13 +51,9 @@ def examples(n: int) -> int:
 
 
 def _check_range(name_min: str, lo: int, name_max: str, hi: int, floor: int) -> None:
-    for name, v in ((name_min, lo), (name_max, hi)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    if lo < floor:
-        raise ValueError(f"{name_min} must be >= {floor}, got {lo}")
-    if hi < lo:
-        raise ValueError(f"{name_max} must be >= {name_min} ({lo}), got {hi}")
+    """``floor <= lo <= hi``, both ints (``TypeError``/``ValueError`` naming the argument)."""
+    check_positive_int(name_min, lo, minimum=floor)
+    check_positive_int(name_max, hi, minimum=lo)
 
 
 def activation_names(*, exclude: Sequence[str] = ()) -> st.SearchStrategy[str]:

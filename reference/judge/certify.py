@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 import handgrad as hg
+from handgrad.validation import check_positive_int
 
 from ..cases.architecture import Architecture
 from ..cases.spec import SCALES, CaseSpec, build_case
@@ -115,17 +116,7 @@ def certify_backward(
     oracles = check_oracles(oracles)
     net = hg.Network(sizes, activations, loss, fuse=fuse)  # validates the architecture
     act_names = _names(activations, net.depth)
-    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
-        raise ValueError(f"examples must be a positive int, got {examples!r}")
-    for s in scales:
-        if s not in SCALES:
-            raise ValueError(f"unknown scale {s!r}; choose from {list(SCALES)}")
-    for name, value, floor in (("min_batch", min_batch, 1), ("max_batch", max_batch, min_batch),
-                               ("max_width", max_width, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < floor:
-            raise ValueError(f"{name} must be an int >= {floor}, got {value!r}")
+    _check_settings(dtype, examples, scales, min_batch, max_batch, max_width)
     dt = str(np.dtype(dtype))
     name = subject or getattr(backward, "__qualname__", None) or type(backward).__name__
     call = (f"certify_backward({name}, {tuple(net.sizes)}, {act_names}, {net.loss.name!r}, fuse={fuse}, "
@@ -172,6 +163,20 @@ def certify_backward(
     if raise_on_failure and not cert.ok:
         raise CertificationError(cert)
     return cert
+
+
+def _check_settings(dtype: Any, examples: int, scales: Sequence[str], min_batch: int, max_batch: int,
+                    max_width: int) -> None:
+    """certify_backward's drawing settings, checked before anything is drawn."""
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    check_positive_int("examples", examples)
+    for s in scales:
+        if s not in SCALES:
+            raise ValueError(f"unknown scale {s!r}; choose from {list(SCALES)}")
+    check_positive_int("min_batch", min_batch)
+    check_positive_int("max_batch", max_batch, minimum=min_batch)
+    check_positive_int("max_width", max_width)
 
 
 def _architectures(arch: Architecture, max_width: int | None) -> Any:

@@ -9,21 +9,24 @@ Sources. ``hand`` is the provider under test (handgrad's backward, or a user's
 * ``finite differences``: central or complex-step differences of a third forward
   (:mod:`handgrad.reference.oracles.finite_diff`), with their own error estimates.
 
-Procedure (shape before values, forward before backward):
+Procedure (shape before values, forward before backward); :func:`referee` runs one helper per step:
 
-1. The provider's output is checked for type, keys, shapes and finiteness; a wrong shape or a
-   missing key is reported in words, never as a numpy traceback.
-2. The error budget of every element is derived (:mod:`handgrad.reference.judge.tolerance`).
-3. The oracles are cross-checked *among themselves* first (SymPy vs JAX, finite differences vs
+1. The case (params, X, Y) is validated once; the oracles receive it unchecked.
+2. The provider's output is checked for type, keys, shapes and dtype; a wrong shape or a missing
+   key is reported in words, never as a numpy traceback (:func:`check_grads_structure`).
+3. The error budget of every element is derived (:mod:`handgrad.reference.judge.tolerance`; the
+   derivation is ``docs/tolerances.md``). A kinked unit whose computed pre-activation may fall on
+   either side of its kink in the hand dtype makes the case ``inconclusive`` (not a failure).
+4. The references are computed (:mod:`handgrad.reference.oracles.table`); an oracle that declines
+   says why in the notes, and fewer usable references than ``min_oracles`` is ``inconclusive``.
+5. The oracles are cross-checked *among themselves* first (SymPy vs JAX, finite differences vs
    JAX). If they disagree, the case is ``inconclusive`` and the report says which oracle pair
    disagreed: the hand code is never blamed for an oracle's failure.
-4. The hand gradient is compared with each reference: |hand - ref| <= budget, where the budget
+6. The hand gradient is compared with each reference: |hand - ref| <= budget, where the budget
    is :math:`(u_{hand} + u_{64}) K M` for SymPy and JAX, and :math:`u_{hand} K M` + the
    finite-difference error estimate for finite differences. Where the finite-difference
    perturbation crossed a kink, the hand value must equal the left one-sided quotient (the kink
    convention) or lie between the two one-sided quotients (a kink inside the step).
-5. A kinked unit whose computed pre-activation may fall on either side of its kink in the hand
-   dtype makes the case ``inconclusive`` (not a failure): the suite's strategies skip such draws.
 
 Verdicts: ``certified`` (``ok``), ``mismatch`` (a bug: the report names the pair, the tensor, the
 element in article notation, every source's value), ``inconclusive`` and ``error`` (the provider
@@ -38,11 +41,12 @@ from typing import Any
 import numpy as np
 
 from handgrad import Network, Params
+from handgrad.notation import code_name, element_name, is_parameter_name
+from handgrad.validation import check_positive_int
 
-from ..oracles.inputs import element_name
 from ..oracles.table import ORACLES, check_oracles, oracle_label
 from .reports import Mismatch, Report, TensorCheck
-from .tolerance import DEFAULT_POLICY, Budget, TolerancePolicy, error_budget, unit_roundoff
+from .tolerance import DEFAULT_POLICY, Budget, TolerancePolicy, error_budget
 
 __all__ = [
     "ORACLES",
@@ -54,8 +58,6 @@ __all__ = [
     "referee",
 ]
 
-# Read only by _run_oracles (being moved onto the oracle table's entries); labels come from the table.
-_LABEL = {name: oracle_label(name) for name in (*ORACLES, "hand")}
 
 Backward = Callable[[Params, np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
 
@@ -90,9 +92,8 @@ def check_grads_structure(net: Network, grads: object, dtype: np.dtype) -> Param
 
 
 def _name(tensor: str, index: tuple[int, ...]) -> str:
-    if tensor[:1] in ("W", "B") and tensor[1:].isdigit():
-        return element_name(tensor, index)
-    return f"{tensor}[{', '.join(map(str, index))}]"
+    """The article's name of a parameter element (``w_1,13^(1)``), the code's of any other (``yhat[0, 2]``)."""
+    return element_name(tensor, index) if is_parameter_name(tensor) else code_name(tensor, index)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -171,6 +172,8 @@ def referee(
 ) -> Report:
     r"""Referee one case: ``grads`` (or ``backward(params, X, Y)``) against the oracles.
 
+    Follows the module's procedure, one helper per step.
+
     Args:
       net: the architecture (sizes, activations, loss, fuse) the gradients claim to be for.
       params, X, Y: the point; their dtype (float32 or float64) is the hand dtype.
@@ -182,48 +185,88 @@ def referee(
       min_oracles: fewer usable references than this makes the verdict ``inconclusive``.
       reproduce: a one-line recipe printed in the report.
     """
+    # 1. The case, validated once (the oracles get it unchecked).
     oracles = check_oracles(oracles)
-    dtype = net.check_params(params)
+    check_positive_int("min_oracles", min_oracles)
     net.check_batch(params, X, Y)
-    arch, m = net.describe(), X.shape[1]
-    report = Report(arch, str(dtype), m, "certified", reproduce=reproduce)
+    dtype = params[net.param_names[0]].dtype
+    report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce)
 
+    # 2. The provider's output, in words.
+    hand = _provider_grads(net, params, X, Y, grads, dtype, report)
+    if hand is None:
+        return report
+    # 3. The budgets, and a kink within rounding reach.
+    budget = error_budget(net, params, X, Y, policy)
+    if _kink_ambiguous(budget, dtype, report):
+        return report
+    # 4. The references.
+    refs, fd = _run_oracles(net, dict(params), X, Y, oracles, report.notes)
+    if _too_few(refs, min_oracles, report):
+        return report
+    # 5. The oracles among themselves.
+    if not _cross_check(net, refs, fd, budget, report):
+        return report
+    # 6. The hand gradient against each reference; one mismatch line per tensor.
+    _judge_hand(net, hand, refs, fd, budget, dtype, report)
+    return report
+
+
+def _provider_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
+                    grads: Mapping[str, np.ndarray] | Backward, dtype: np.dtype, report: Report) -> Params | None:
+    """Step 2: call the backward on copies and check its output; None (verdict ``error``, the
+    reason in the notes) when it raised or returned malformed gradients."""
     if callable(grads):
         try:
             out = grads({k: v.copy() for k, v in params.items()}, X.copy(), Y.copy())
         except Exception as exc:  # the provider's own failure is a finding, not a crash
             report.verdict = "error"
             report.notes.append(f"backward raised {type(exc).__name__}: {exc}")
-            return report
+            return None
     else:
         out = grads
     try:
-        hand = check_grads_structure(net, out, dtype)
+        return check_grads_structure(net, out, dtype)
     except GradsStructureError as exc:
         report.verdict = "error"
         report.notes.append(str(exc))
-        return report
+        return None
 
-    budget: Budget = error_budget(net, params, X, Y, policy)
-    if budget.kink_ambiguous(dtype):
+
+def _kink_ambiguous(budget: Budget, dtype: np.dtype, report: Report) -> bool:
+    """Step 3: a kinked unit that rounding may put on either side makes the case inconclusive."""
+    where = budget.kink_where(dtype)
+    if where:
         report.verdict = "inconclusive"
-        report.notes.append(f"a pre-activation is within rounding reach of a kink ({budget.kink_where(dtype)}); "
+        report.notes.append(f"a pre-activation is within rounding reach of a kink ({where}); "
                             "a correct backward may take either branch there")
-        return report
+    return bool(where)
 
-    refs, fd = _run_oracles(net, dict(params), X, Y, oracles, report.notes)
-    if len(refs) < min_oracles:
-        report.verdict = "inconclusive"
-        report.notes.append(f"only {len(refs)} reference(s) available ({', '.join(refs) or 'none'}); "
-                            f"at least {min_oracles} are required")
-        return report
 
-    # 3. Oracles among themselves (both float64).
-    b64 = budget.against(np.float64)
-    cross: list[tuple[str, str]] = [(a, "jax") for a in ("sympy", "fd") if a in refs and "jax" in refs]
+def _too_few(refs: Mapping[str, Params], min_oracles: int, report: Report) -> bool:
+    """Step 4: fewer usable references than ``min_oracles`` (an oracle declined) decides nothing."""
+    if len(refs) >= min_oracles:
+        return False
+    report.verdict = "inconclusive"
+    report.notes.append(f"only {len(refs)} reference(s) available ({', '.join(refs) or 'none'}); "
+                        f"at least {min_oracles} are required")
+    return True
+
+
+def _cross_pairs(refs: Mapping[str, Params]) -> list[tuple[str, str]]:
+    """The oracle pairs compared among themselves: each against JAX, or SymPy against finite
+    differences when JAX is not used."""
+    pairs = [(a, "jax") for a in ("sympy", "fd") if a in refs and "jax" in refs]
     if "jax" not in refs and {"sympy", "fd"} <= set(refs):
-        cross = [("sympy", "fd")]
-    for a, b in cross:
+        pairs = [("sympy", "fd")]
+    return pairs
+
+
+def _cross_check(net: Network, refs: Mapping[str, Params], fd: Any, budget: Budget, report: Report) -> bool:
+    """Step 5: the oracles among themselves (both float64); False (verdict ``inconclusive``, the
+    pair named in the notes) when they disagree: the hand code is never blamed for an oracle."""
+    b64 = budget.against(np.float64)
+    for a, b in _cross_pairs(refs):
         for k in net.param_names:
             bud = b64[k] + (fd.error[k] if "fd" in (a, b) else 0.0)
             kink = fd.kink[k] if "fd" in (a, b) else None
@@ -233,42 +276,34 @@ def referee(
                 report.verdict = "inconclusive"
                 report.notes.append(f"the oracles disagree: {check.pair} on {check.worst} "
                                     f"(ratio {check.ratio:.3g}); no verdict on the hand gradient")
-    if report.verdict == "inconclusive":
-        return report
+    return report.verdict != "inconclusive"
 
-    # 4. Hand vs each reference.
-    against = budget.against(dtype)
-    hand_only = budget.hand_only(dtype)
+
+def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any, budget: Budget,
+                dtype: np.dtype, report: Report) -> None:
+    """Step 6: hand vs each reference, element by element; a mismatch records every source's
+    value at the tensor's worst element (the first pair's line per tensor is kept)."""
+    against, hand_only = budget.against(dtype), budget.hand_only(dtype)
     for name, ref in refs.items():
+        pair = f"hand vs {oracle_label(name)}"
         for k in net.param_names:
             if name == "fd":
-                assert fd is not None
                 bud = hand_only[k] + fd.error[k]
-                kink_ok = _kink_bracket(hand[k], fd, k, hand_only[k])
-                check, worst, bad = _compare(f"hand vs {oracle_label(name)}", k, hand[k], ref[k], bud, kink_ok)
+                check, worst, bad = _compare(pair, k, hand[k], ref[k], bud, _kink_bracket(hand[k], fd, k, hand_only[k]))
             else:
                 bud = against[k]
-                check, worst, bad = _compare(f"hand vs {oracle_label(name)}", k, hand[k], ref[k], bud)
+                check, worst, bad = _compare(pair, k, hand[k], ref[k], bud)
             report.checks.append(check)
-            if worst is not None:
-                report.verdict = "mismatch"
-                values = {"hand": float(hand[k][worst])}
-                values.update({oracle_label(o): float(r[k][worst]) for o, r in refs.items()})
-                report.mismatches.append(Mismatch(
-                    pair=f"hand vs {oracle_label(name)}", tensor=k, index=worst, element=element_name(k, worst),
-                    values=values, budget=float(bud[worst]), ratio=check.ratio, n_bad=int(bad.sum())))
-    # One mismatch line per tensor is enough: keep the first pair's line for each tensor.
-    seen: set[str] = set()
-    unique = []
-    for mm in report.mismatches:
-        if mm.tensor not in seen:
-            seen.add(mm.tensor)
-            unique.append(mm)
-    report.mismatches = unique
-    if "sympy" not in refs and "sympy" in oracles:
-        pass  # the note from _run_oracles already says why
-    _ = unit_roundoff(dtype)
-    return report
+            if worst is None:
+                continue
+            report.verdict = "mismatch"
+            if any(mm.tensor == k for mm in report.mismatches):
+                continue
+            values = {"hand": float(hand[k][worst])}
+            values.update({oracle_label(o): float(r[k][worst]) for o, r in refs.items()})
+            report.mismatches.append(Mismatch(pair=pair, tensor=k, index=worst, element=_name(k, worst),
+                                              values=values, budget=float(bud[worst]), ratio=check.ratio,
+                                              n_bad=int(bad.sum())))
 
 
 def _kink_bracket(hand: np.ndarray, fd: Any, k: str, hand_budget: np.ndarray) -> np.ndarray:
@@ -297,8 +332,9 @@ def referee_forward(net: Network, params: Mapping[str, np.ndarray], X: np.ndarra
     Returns one :class:`TensorCheck` per oracle (tensor ``"yhat"``); oracles that decline (SymPy
     above its size limit) are left out.
     """
-    dtype = net.check_params(params)
-    yhat = net.predict(params, X)
+    net.check_batch(params, X, None)  # once; the forwards below run unchecked
+    dtype = params[net.param_names[0]].dtype
+    yhat = net.forward_unchecked(params, X).a[-1]
     dummy_y = np.zeros((net.sizes[-1], X.shape[1]), dtype=np.float64)
     if net.loss.target_kind == "distribution":
         dummy_y[0] = 1.0

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from handgrad.validation import check_positive_int
+
 from ..cases.architecture import Architecture
 
 __all__ = [
@@ -111,7 +113,8 @@ def _provenance_md(d: Mapping[str, Any], *, full: bool) -> str:
 
 
 def _heading(level: int, text: str) -> str:
-    if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 6:
+    check_positive_int("level", level)
+    if level > 6:
         raise ValueError(f"level must be a Markdown heading level 1..6, got {level!r}")
     return "#" * level + " " + text
 
