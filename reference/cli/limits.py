@@ -37,8 +37,8 @@ MAX_CASES = 100_000
 
 SECONDS_PER_CASE = 0.05
 """A case's cost on the 2-core reference machine, a lower estimate: the default run draws 306
-cases in about 20 s (0.066 s a case, JAX compilations included); a single small architecture
-reaches 0.03-0.05 s a case once compiled."""
+cases in about 20 s on a quiet machine (0.066 s a case, JAX compilations included) and in 120 s
+with four other processes on its two cores (0.39 s); the estimates printed say "at least"."""
 
 MAX_DEMO_STEPS = 1_000_000
 """The demo keeps every step of its trajectory (about 160 bytes each) and takes about 0.04-0.4 ms a
@@ -78,7 +78,7 @@ def check_case_count(examples: int, architectures: int, workers: int, *, long: b
     note with the estimate for a run expected to take more than a minute (None otherwise)."""
     cases = examples * architectures
     seconds = cases * SECONDS_PER_CASE / max(workers, 1)
-    estimate = (f"{cases:,} cases ({examples:,} on each of {architectures} architecture(s)), about "
+    estimate = (f"{cases:,} cases ({examples:,} on each of {architectures} architecture(s)), at least "
                 f"{duration_text(seconds)} at ~{SECONDS_PER_CASE} s a case")
     if cases > MAX_CASES and not long:
         raise UsageError(f"--examples {examples} asks for {estimate}; a run of more than {MAX_CASES:,} cases "
