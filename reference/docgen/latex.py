@@ -14,15 +14,24 @@ import re
 __all__ = ["break_formula", "integral_floats", "split_terms"]
 
 
+_BIG = (r"\big", r"\Big", r"\bigg", r"\Bigg")
+
+
 def split_terms(rhs: str) -> list[str]:
     r"""``rhs`` cut before every top-level `` + `` or `` - `` (each piece keeps its sign).
 
-    Top level: outside ``{...}`` groups and outside ``\left ... \right`` pairs. Cuts are only at a
-    sign surrounded by spaces (a binary operator as SymPy and the handout write it).
+    Top level: outside ``{...}`` groups, plain ``(...)`` and ``[...]``, ``\left ... \right`` pairs
+    and ``\begin ... \end`` environments; ``\big[ ... \big]`` may be cut (its halves need no
+    partner). Cuts are only at a sign surrounded by spaces (a binary operator as SymPy and the
+    handout write it).
     """
     pieces, start, depth, lr, k = [], 0, 0, 0, 0
     while k < len(rhs):
         c = rhs[k]
+        if rhs.startswith(r"\begin{", k):  # an environment (cases, matrix): never cut inside
+            lr += 1
+        elif rhs.startswith(r"\end{", k):
+            lr -= 1
         if rhs.startswith(r"\left", k) and not rhs[k + 5:k + 6].isalpha():
             lr += 1
             k += 5
@@ -34,10 +43,10 @@ def split_terms(rhs: str) -> list[str]:
         if c == "\\":  # skip a control sequence (its escaped brace is not a group)
             k += 2
             continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
+        if c in "{([":
+            depth += 0 if rhs[:k].endswith(_BIG) else 1
+        elif c in "})]":
+            depth -= 0 if rhs[:k].endswith(_BIG) else 1
         elif c in "+-" and depth == 0 and lr == 0 and rhs[k - 1:k] == " " and rhs[k + 1:k + 2] == " " and k > 1:
             pieces.append(rhs[start:k].rstrip())
             start = k
