@@ -83,12 +83,12 @@ def test_the_table_says_what_was_certified_and_what_the_ratio_means(in_tests_dir
     lines = capsys.readouterr().out.splitlines()
     row = next(i for i, line in enumerate(lines) if line.startswith("user_backward_example:correct"))
     legend = lines[row + 1]
-    assert legend.startswith("certified: your backward user_backward_example:correct (not handgrad's), "
+    assert legend.startswith("checked: your backward user_backward_example:correct (not handgrad's), "
                              "against SymPy, JAX;"), legend
     assert "worst err/budget: the largest |hand - reference| / derived rounding budget" in legend
     assert main(["certify", "--losses", "squared_error", "--examples", "1", "--no-report"]) == 0
     out = capsys.readouterr().out
-    assert "certified: handgrad's own backward for each activation and loss above, against SymPy, JAX, " \
+    assert "checked: handgrad's own backward for each activation and loss above, against SymPy, JAX, " \
            "finite differences;" in out
 
 

@@ -201,5 +201,5 @@ def _legend(plan: _Plan) -> str:
         what = "handgrad's own backward for each activation and loss above"
     else:
         what = f"your backward {plan.subjects[0].name} (not handgrad's)"
-    return (f"certified: {what}, against {refs}; worst err/budget: the largest |hand - reference| / derived "
+    return (f"checked: {what}, against {refs}; worst err/budget: the largest |hand - reference| / derived "
             "rounding budget over every case, element and reference (at most 1 passes)")
