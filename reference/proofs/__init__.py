@@ -18,6 +18,13 @@ Three layers, each documented in its module:
 
 Layer 2 relies on layer 1 for the activations' and the loss head's rules; together they certify
 the whole backward pass of a given architecture; layer 3 certifies the rules for every shape.
+
+The machinery behind them: :mod:`~handgrad.reference.proofs.exact` (SymPy scalars and arrays the hand
+code runs on, float constants), :mod:`~handgrad.reference.proofs.modular` (residues mod p with degree
+bookkeeping, random atoms), :mod:`~handgrad.reference.proofs.duals` (dual numbers for the loss head),
+:mod:`~handgrad.reference.proofs.opaque` (opaque activations and loss, the per-element verdict),
+:mod:`~handgrad.reference.proofs.symbolic` (the SymEngine method), and
+:mod:`~handgrad.reference.proofs.errors` (:class:`UnsupportedOperation`).
 """
 
 from __future__ import annotations
