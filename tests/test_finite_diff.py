@@ -379,10 +379,12 @@ def test_bad_input_is_rejected_with_a_clear_message(make: Callable, exc: type, m
 
 BAD_OPTIONS = [
     pytest.param({"method": "forward"}, ValueError, "method must be one of", id="method"),
-    pytest.param({"method": "central", "step": -1.0}, ValueError, "step must be a positive", id="step-negative"),
+    pytest.param({"method": "central", "step": -1.0}, ValueError, "step must be > 0", id="step-negative"),
+    pytest.param({"method": "complex", "step": 0.0}, ValueError, "step must be > 0", id="step-zero"),
+    pytest.param({"step": float("inf")}, ValueError, "step must be finite", id="step-inf"),
     pytest.param({"method": "central", "step": 2.0}, ValueError, "must be < 1", id="step-too-big"),
-    pytest.param({"step": True}, TypeError, "step must be a positive float", id="step-bool"),
-    pytest.param({"step": "small"}, TypeError, "step must be a positive float", id="step-str"),
+    pytest.param({"step": True}, TypeError, "step must be a real number, got bool", id="step-bool"),
+    pytest.param({"step": "small"}, TypeError, "step must be a real number, got str", id="step-str"),
 ]
 
 

@@ -356,3 +356,13 @@ def test_tiny_net_stepped_by_handgrad_and_by_optax(name):
             diff = np.abs(p[k] - np.asarray(pj[k]))
             assert np.all(diff <= r * scale[k]), (name, t, k, float(np.max(diff / scale[k])), r)
     assert net.loss_value(p, X, Y) < net.loss_value(p0, X, Y)
+
+
+@pytest.mark.parametrize(("steps", "error", "message"), [
+    (0, ValueError, r"steps must be >= 1, got 0"),
+    (2.0, TypeError, r"steps must be an int, got float"),
+    (True, TypeError, r"steps must be an int, got bool"),
+])
+def test_trajectory_tolerance_rejects_bad_steps(steps: object, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        oo.trajectory_tolerance(hg.optim.adam(0.1), steps)  # type: ignore[arg-type]

@@ -309,8 +309,10 @@ def test_latex_of_kinked_and_multi_output_nets() -> None:
 @pytest.mark.parametrize(("args", "error", "message"), [
     (("W4", 1, 1), ValueError, r"name must be one of \['W1'"),
     (("W3", 2, 1), ValueError, r"i must be in 1..1 and j in 1..3"),
-    (("W3", 1, 0), ValueError, r"got i=1, j=0"),
+    (("W3", 1, 0), ValueError, r"j must be >= 1, got 0"),
+    (("W3", 1, 4), ValueError, r"got i=1, j=4"),
     (("B3", 1.0), TypeError, "i must be an int"),
+    (("B3", True), TypeError, "i must be an int, got bool"),
 ])
 def test_latex_rejects_bad_arguments(args: tuple, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
@@ -408,8 +410,10 @@ def test_bad_arguments() -> None:
     o = get_sympy_oracle(net)
     with pytest.raises(TypeError, match=r"net must be a handgrad\.Network"):
         SympyOracle("2-3-3-1")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"dps must be an int >= 16"):
+    with pytest.raises(ValueError, match=r"dps must be >= 16, got 10"):
         o.grads_mp(p, X, Y, dps=10)
+    with pytest.raises(TypeError, match=r"dps must be an int, got float"):
+        o.grads_mp(p, X, Y, dps=40.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"Y must be a numpy\.ndarray"):
         o.grads(p, X, None)  # type: ignore[arg-type]
 

@@ -131,6 +131,7 @@ import numpy as np
 
 from handgrad import Network, Params
 from handgrad.notation import element_name
+from handgrad.validation import check_real
 
 from .inputs import NonFiniteError, as_float64, check_batch, check_network
 from .running_error import (
@@ -513,11 +514,7 @@ def _nonfinite_element(arch: _Arch, flat_index: int, layer: int, what: str) -> N
 def _check_step(step: object, method: str) -> float | None:
     if step is None:
         return None
-    if isinstance(step, bool) or not isinstance(step, int | float | np.integer | np.floating):
-        raise TypeError(f"step must be a positive float or None, got {type(step).__name__}")
-    s = float(step)
-    if not (math.isfinite(s) and s > 0):
-        raise ValueError(f"step must be a positive finite float (h0 for 'central', h for 'complex'), got {step!r}")
+    s = check_real("step", step, low=0.0, low_open=True)  # h0 for 'central', h for 'complex'
     if method == "central" and s >= 1:
         raise ValueError(f"step is the relative step h0 of the central method and must be < 1, got {s}")
     return s

@@ -67,6 +67,7 @@ import optax  # noqa: E402
 
 from handgrad.notation import NotationError, code_name, element_label  # noqa: E402
 from handgrad.optim import Optimizer, apply_updates  # noqa: E402
+from handgrad.validation import check_positive_int  # noqa: E402
 
 from ..numerics import U64  # noqa: E402
 
@@ -286,8 +287,7 @@ def trajectory_tolerance(opt: Optimizer, steps: int, *, pow_ulps: float = 1.0) -
     loses that many digits.
     """
     opt = _check_optimizer(opt)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    check_positive_int("steps", steps)
     c = 2 * (steps + 2) + 16 + 2 * steps
     if "b1" in opt.hyperparams:
         def kappa(b: float) -> float:

@@ -130,6 +130,7 @@ import numpy as np
 
 from handgrad import Network, Params
 from handgrad.notation import element_name
+from handgrad.validation import check_positive_int
 
 from .cache import OracleCache, architecture_key
 from .inputs import NonFiniteError, as_float64, check_batch, check_network
@@ -428,9 +429,7 @@ class SympyOracle:
             raise ValueError(f"name must be one of {list(shapes)}, got {name!r}")
         shape = shapes[name]
         for arg, value, hi in (("i", i, shape[0]), ("j", j, shape[1])):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise TypeError(f"{arg} must be an int (1-based), got {type(value).__name__}")
-            if not 1 <= value <= hi:
+            if not 1 <= check_positive_int(arg, value) <= hi:
                 raise ValueError(f"{name}: i must be in 1..{shape[0]} and j in 1..{shape[1]} "
                                  f"(1-based, shape {shape}), got i={i}, j={j}")
         return self._offset(name) + (int(i) - 1) * shape[1] + (int(j) - 1)
@@ -551,8 +550,7 @@ class SympyOracle:
         """
         import mpmath
 
-        if isinstance(dps, bool) or not isinstance(dps, int) or dps < 16:
-            raise ValueError(f"dps must be an int >= 16 (significant digits), got {dps!r}")
+        check_positive_int("dps", dps, minimum=16)  # significant digits
         self._check(params, X, Y)
         inputs, m = self._inputs(params, X, Y, "mp")
         rows = self._run_mp("grad", inputs, range(m), dps)
