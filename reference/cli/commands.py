@@ -126,7 +126,11 @@ def _numpy_function(exc: BaseException) -> str | None:
 
 
 def _unsupported(what: str, exc: BaseException) -> str:
+    from ..proofs.network import UnsupportedOperation
+
     msg = " ".join(str(exc).split())
+    if isinstance(exc, UnsupportedOperation):  # the proofs name the function and what they support
+        return f"cannot prove {what}: {msg}"
     fn = _numpy_function(exc)
     if fn is not None:
         used = f"np.{fn}, which the proof's exact arithmetic does not support ({type(exc).__name__}: {msg})"
