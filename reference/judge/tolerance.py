@@ -1,65 +1,18 @@
 r"""Error budgets: how far a *correct* hand gradient may be from a reference, derived per dtype.
 
-The referee never uses one hidden tolerance. For every element of every gradient tensor it
-computes a budget from a first-order running error bound of backpropagation (Wilkinson-style),
-and a mismatch is declared only when the difference exceeds that budget. The full derivation is
-in ``docs/tolerances.md``; in brief:
+The referee never uses one hidden tolerance. For every element of every gradient tensor,
+:func:`error_budget` runs the article's recurrence on absolute values (with the derivatives of
+the *definitions*, taken by SymPy, never the hand code) to get a magnitude :math:`M` that bounds,
+in units of :math:`K u`, the rounding error a correct implementation can accumulate there.
+:math:`K = \text{safety}\,(\sum_l n_l + m + c\,(L+1))` is the path constant
+(:class:`TolerancePolicy`). A comparison's budget is :math:`(u_d + u_{64}) K M` + an underflow
+floor for hand (dtype d) vs a float64 reference, and :math:`u_d K M` + the finite-difference error
+estimate for hand vs finite differences; a ratio |difference| / budget above 1 is a mismatch.
+:class:`Budget` also lists the kinked units close enough to their kink that a correct backward
+may take either branch (the referee calls those cases inconclusive).
 
-*Model.* Every floating-point operation returns the exact result times :math:`(1+\theta)`,
-:math:`|\theta| \le u` (:math:`u = 2^{-53}` in float64, :math:`2^{-24}` in float32); a library
-function (exp, log1p, tanh, erfc) is within :math:`2u` of the exact value of its computed argument;
-a dot product of n terms has absolute error :math:`\le \gamma_n \sum |x_i y_i|`,
-:math:`\gamma_n = nu/(1-nu)`.
-
-*Magnitudes.* Run the article's recurrence on absolute values, with derivatives taken from the
-*definitions* by SymPy (never from the hand code under test):
-
-.. math::
-   M_z^{(l)} = |W^{(l)}|\,(|a^{(l-1)}| + M_a^{(l-1)}) + |B^{(l)}|, \qquad
-   M_a^{(l)} = |f_l'(z^{(l)})|\,M_z^{(l)} + \max(|a^{(l)}|, 1),
-
-   A_\delta^{(L)} = |\delta^{(L)}|, \quad A_g^{(l-1)} = |W^{(l)}|^T A_\delta^{(l)}, \quad
-   A_\delta^{(l-1)} = A_g^{(l-1)} \odot |f'_{l-1}|   \quad (\text{bounds of } |g|, |\delta|),
-
-   M_\delta^{(L)} = |\delta^{(L)}| + |\partial\delta^{(L)}/\partial y|\,|y|
-                    + |\partial\delta^{(L)}/\partial z^{(L)}|\,M_z^{(L)},
-
-   M_g^{(l-1)} = |W^{(l)}|^T M_\delta^{(l)}, \qquad
-   M_\delta^{(l-1)} = M_g^{(l-1)} \odot \max(|f'(z)|, 1) + A_g^{(l-1)} \odot |f''(z)| \odot M_z^{(l-1)},
-
-   M_{W^{(l)}} = M_\delta^{(l)} |a^{(l-1)}|^T + A_\delta^{(l)} M_a^{(l-1)T}, \qquad
-   M_{B^{(l)}} = M_\delta^{(l)} \mathbf 1_m .
-
-The :math:`\max(|a|, 1)` admits an *absolute* error of order u in each computed activation
-(:math:`\tfrac12(1+\tanh(z/2))` for the sigmoid returns 0 for very negative z), and the
-:math:`\max(|f'|, 1)` the same in each computed derivative: the
-textbook formulas :math:`a(1-a)`, :math:`1-a^2`, :math:`(1+\operatorname{erf}(z/\sqrt2))/2` (and
-JAX's own rule for tanh) lose all relative accuracy once :math:`f'(z) < u`, which is float
-rounding, not a bug. The price: a derivative that is wrong only where :math:`|f'| \lesssim Ku`
-(e.g. clipped to 0 beyond :math:`|z| \approx 30` for sigmoid) is indistinguishable from rounding
-and is not flagged; clipping anywhere :math:`f'` is larger is. The output layer gets the same
-allowance: :math:`M_\delta^{(L)} \mathrel{+}= |\partial\ell/\partial a|\max(|f'|, 1)/m` when
-unfused, and the operands :math:`|a^{(L)}| + |y|` of the final difference enter through
-:math:`|\partial\delta/\partial y|`.
-
-Each line bounds, in units of :math:`K u`, the absolute error that a correct implementation can
-accumulate in that quantity: the :math:`|f''| M_z` term is the forward error of z moving the
-derivative, :math:`|\partial\delta/\partial y||y|` the cancellation in :math:`\hat y - y`.
-
-*Path constant.* :math:`K = 2\,(\sum_{l=0}^{L} n_l + m + c\,(L+1))` with :math:`c = 10`
-elementary operations per layer (activation, derivative, product, library calls at :math:`2u`):
-every elementary error along the longest dependency path is at most :math:`u` times a term that
-the magnitudes above dominate; the factor 2 covers :math:`\gamma_n/(nu) \le 2` and second-order
-terms (:math:`Ku \le 10^{-10}` in float64, :math:`< 10^{-3}` in float32 for the sizes we draw).
-
-*Budget of a comparison.* Hand (dtype d) vs a float64 reference:
-:math:`(u_d + u_{64}) K M + \text{floor}`, with floor :math:`= K \cdot` the dtype's smallest
-normal number (underflow). Hand vs finite differences: :math:`u_d K M +` the finite-difference
-error estimate. The ratio |difference| / budget is reported; a ratio above 1 is a mismatch.
-
-*Why this catches float32 leaking into float64.* A float64 backward that rounds any
-intermediate to float32 makes an error of about :math:`2^{-24}` times that intermediate, i.e.
-:math:`2^{29}/K \approx 10^{6}` times its float64 budget for the sizes drawn here.
+The derivation (the model, every line of the recurrence, why :math:`\max(|a|, 1)` and
+:math:`\max(|f'|, 1)` appear, what the budgets catch) is ``docs/tolerances.md``.
 """
 
 from __future__ import annotations
@@ -72,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from handgrad import NUMPY_OPS, Activation, Network, Params
+from handgrad import NUMPY_OPS, Activation, Network
+
+from ..numerics import UNIT_ROUNDOFF, erf, erfc, unit_roundoff
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -82,16 +37,6 @@ __all__ = [
     "error_budget",
     "unit_roundoff",
 ]
-
-UNIT_ROUNDOFF: dict[np.dtype, float] = {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24}
-
-
-def unit_roundoff(dtype: Any) -> float:
-    """u for float32 / float64 (``ValueError`` otherwise)."""
-    dt = np.dtype(dtype)
-    if dt not in UNIT_ROUNDOFF:
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
-    return UNIT_ROUNDOFF[dt]
 
 
 @dataclass(frozen=True)
@@ -177,8 +122,8 @@ class Budget:
 # Derivatives of the *definitions*, derived by SymPy once per activation (never the hand code).
 # ---------------------------------------------------------------------------------------------
 
-_ERF = np.vectorize(math.erf, otypes=[np.float64])
-_MODULES = {"erf": _ERF, "erfc": np.vectorize(math.erfc, otypes=[np.float64])}
+_MODULES = {"erf": lambda x: erf(np.asarray(x)), "erfc": lambda x: erfc(np.asarray(x))}
+"""What lambdified SymPy forms call for erf/erfc (numpy has neither): the suite's one erf."""
 
 
 def _lambdify(sym: Any, expr: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -407,8 +352,3 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     kink_units.sort(key=lambda t: t[0])
     return Budget(ordered, Ma[-1], K, kink_units, policy)
 
-
-def budgets_for(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, dtype: Any,
-                policy: TolerancePolicy = DEFAULT_POLICY) -> dict[str, np.ndarray]:
-    """Convenience: hand (``dtype``) vs float64 reference budgets."""
-    return error_budget(net, params, X, Y, policy).against(dtype)
