@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from handgrad.notation import code_name
 from handgrad.validation import check_positive_int
 
 from ..cases.architecture import Architecture
@@ -186,7 +187,7 @@ def _num(v: Any) -> str:
 def _mismatch_sentence(d: Mapping[str, Any]) -> str:
     vals = ", ".join(f"{k} = {_num(v)}" for k, v in d["values"].items())
     n, t = d["n_bad"], d["tensor"]
-    return (f"{d['pair']} disagree on dL/d{d['element']} ({t}[{', '.join(map(str, d['index']))}]): "
+    return (f"{d['pair']} disagree on dL/d{d['element']} ({code_name(t, d['index'])}): "
             f"{vals}; |difference| is {_fmt_ratio(d['ratio'])} x its budget {_fmt_ratio(d['budget'])}"
             f" ({n} element{'s' if n != 1 else ''} of {t} over budget)")
 
