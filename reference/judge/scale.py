@@ -44,6 +44,7 @@ from handgrad.notation import element_name
 
 from ..oracles.directional import (
     Direction,
+    DirectionSet,
     StackedForward,
     bisect,
     column_directions,
@@ -66,6 +67,7 @@ __all__ = [
     "estimate_seconds",
     "plan_directions",
     "scale_referee",
+    "scale_work",
 ]
 
 SCALE_MIN_PARAMS = 5_000
@@ -122,22 +124,27 @@ def _tensors_of(d: Direction) -> list[str]:
 class _Pair:
     """The directional comparison of one gradient (hand or JAX) with the finite differences.
 
-    The dot products of every planned direction are computed once (``prepare``); directions made
-    later (bisection halves) are computed on demand."""
+    The dot products of the planned directions are computed at once (:class:`DirectionSet`);
+    directions made later (bisection halves) one by one."""
 
-    def __init__(self, label: str, grads: Mapping[str, np.ndarray], budget: Mapping[str, np.ndarray]) -> None:
+    def __init__(self, label: str, grads: Mapping[str, np.ndarray], budget: Mapping[str, np.ndarray],
+                 planned: DirectionSet | None = None) -> None:
         self.label = label
         self.grads = grads
         self.budget = budget
-        # Keyed by id(d), holding d itself so that the id cannot be reused by a later object.
-        self._cache: dict[int, tuple[Direction, float, float]] = {}
+        self._index: dict[int, int] = {}
+        if planned is not None:
+            self._index = {id(d): k for k, d in enumerate(planned.directions)}
+            self._planned = planned.directions
+            self.dot = planned.dots(grads)
+            gamma = planned.sizes * _U64 / (1 - planned.sizes * _U64)
+            self.slack = planned.dots(budget, absolute=True) + gamma * planned.dots(grads, absolute=True)
 
     def _terms(self, d: Direction) -> tuple[float, float]:
-        hit = self._cache.get(id(d))
-        if hit is None or hit[0] is not d:
-            hit = (d, d.dot(self.grads), d.abs_dot(self.budget) + _gamma(d.size) * d.abs_dot(self.grads))
-            self._cache[id(d)] = hit
-        return hit[1], hit[2]
+        k = self._index.get(id(d))
+        if k is not None and self._planned[k] is d:
+            return float(self.dot[k]), float(self.slack[k])
+        return d.dot(self.grads), d.abs_dot(self.budget) + _gamma(d.size) * d.abs_dot(self.grads)
 
     def difference(self, d: Direction, value: float) -> float:
         return abs(value - self._terms(d)[0])
@@ -154,6 +161,15 @@ class _Pair:
 
     def fails(self, d: Direction, value: float, error: float) -> bool:
         return self.ratio(d, value, error) > 1.0
+
+    def ratios(self, value: np.ndarray, error: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Differences and ratios of every planned direction (0 where not usable)."""
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            diff = np.abs(value - self.dot)
+            tol = error + self.slack
+            ratio = np.where(tol > 0, diff / np.where(tol > 0, tol, 1.0), np.where(diff == 0, 0.0, np.inf))
+        ratio = np.where(np.isfinite(diff), ratio, np.inf)
+        return np.where(usable, diff, 0.0), np.where(usable, ratio, 0.0)
 
 
 def _elementwise_checks(hand: Params, ref: Params, budget: Mapping[str, np.ndarray], pair: str,
@@ -177,27 +193,29 @@ def _elementwise_checks(hand: Params, ref: Params, budget: Mapping[str, np.ndarr
     return checks, mismatches
 
 
-def _directional_checks(pair: _Pair, fd_label: str, dirs: Sequence[Direction], value: np.ndarray,
-                        error: np.ndarray, usable: np.ndarray,
-                        names: Sequence[str]) -> tuple[list[TensorCheck], list[int]]:
-    """Per tensor: the worst ratio over the directions confined to it (directions over several
-    tensors get one check of their own, tensor ``"all"``); and the failing directions."""
-    ratios = np.array([pair.ratio(d, float(v), float(e)) if ok else 0.0
-                       for d, v, e, ok in zip(dirs, value, error, usable, strict=True)])
-    diffs = np.array([pair.difference(d, float(v)) if ok else 0.0
-                      for d, v, ok in zip(dirs, value, usable, strict=True)])
-    failing = [k for k in range(len(dirs)) if ratios[k] > 1.0]
+def _groups(dirs: Sequence[Direction]) -> dict[str, np.ndarray]:
+    """Direction indices per tensor they are confined to (``"all"`` for several tensors)."""
     groups: dict[str, list[int]] = {}
     for k, d in enumerate(dirs):
         tensors = _tensors_of(d)
         groups.setdefault(tensors[0] if len(tensors) == 1 else "all", []).append(k)
+    return {k: np.array(v) for k, v in groups.items()}
+
+
+def _directional_checks(pair: _Pair, fd_label: str, dirs: Sequence[Direction], value: np.ndarray,
+                        error: np.ndarray, usable: np.ndarray, names: Sequence[str],
+                        groups: Mapping[str, np.ndarray]) -> tuple[list[TensorCheck], list[int]]:
+    """Per tensor: the worst ratio over the directions confined to it (directions over several
+    tensors get one check of their own, tensor ``"all"``); and the failing directions."""
+    diffs, ratios = pair.ratios(value, error, usable)
+    failing = np.flatnonzero(ratios > 1.0).tolist()
     checks = []
     for name in [*names, "all"]:
-        idx = groups.get(name, [])
-        if not idx:
+        idx = groups.get(name)
+        if idx is None or not idx.size:
             continue
-        worst = max(idx, key=lambda k: ratios[k])
-        bad = sum(1 for k in idx if ratios[k] > 1.0)
+        worst = int(idx[np.argmax(ratios[idx])])
+        bad = int(np.sum(ratios[idx] > 1.0))
         checks.append(TensorCheck(f"{pair.label} vs {fd_label}", name, float(diffs[idx].max()), 0.0,
                                   float(ratios[worst]), dirs[worst].label, bad == 0, bad))
     return checks, failing
@@ -284,17 +302,19 @@ def scale_referee(
     names = net.param_names
     b64 = budget.against(np.float64)
     hand_budget = budget.against(dtype)
-    jax_pair = _Pair("JAX", jax_g, b64)
-    hand_pair = _Pair("hand", hand, hand_budget)
+    planned = DirectionSet(dirs)
+    groups = _groups(dirs)
+    jax_pair = _Pair("JAX", jax_g, b64, planned)
+    hand_pair = _Pair("hand", hand, hand_budget, planned)
     usable = ~res.kink
     value, error = res.value.copy(), res.error.copy()
     fd = "finite differences"
 
     # 3. The oracles among themselves: JAX vs finite differences along every direction.
-    jax_checks, jax_failing = _directional_checks(jax_pair, fd, dirs, value, error, usable, names)
+    jax_checks, jax_failing = _directional_checks(jax_pair, fd, dirs, value, error, usable, names, groups)
     jax_failing = _recheck(forward, dirs, res.step, value, error, jax_failing, jax_pair)
     if jax_failing:
-        jax_checks, _ = _directional_checks(jax_pair, fd, dirs, value, error, usable, names)
+        jax_checks, _ = _directional_checks(jax_pair, fd, dirs, value, error, usable, names, groups)
     report.checks.extend(jax_checks)
     if jax_failing:
         report.verdict = "inconclusive"
@@ -312,9 +332,9 @@ def scale_referee(
     checks, mismatches = _elementwise_checks(hand, jax_g, hand_budget, "hand vs JAX", names)
     report.checks.extend(checks)
     report.mismatches.extend(mismatches)
-    fd_checks, failing = _directional_checks(hand_pair, fd, dirs, value, error, usable, names)
+    fd_checks, failing = _directional_checks(hand_pair, fd, dirs, value, error, usable, names, groups)
     failing = _recheck(forward, dirs, res.step, value, error, failing, hand_pair)
-    fd_checks, _ = _directional_checks(hand_pair, fd, dirs, value, error, usable, names)
+    fd_checks, _ = _directional_checks(hand_pair, fd, dirs, value, error, usable, names, groups)
     report.checks.extend(fd_checks)
     if failing:
         pinned, note = _pin(forward, dirs, failing, hand_pair, hand, jax_g, hand_budget, value, error)
@@ -464,34 +484,40 @@ def calibrate(clock: Callable[[], float] = time.perf_counter, repeats: int = 3) 
     return COSTS.scaled(factor)
 
 
-def _scale_case_seconds(sizes: Sequence[int], m: int, c: CostModel, n_random: int = 2) -> float:
-    """One case of :func:`scale_referee` (after JAX has compiled)."""
+def scale_work(sizes: Sequence[int], m: int, n_random: int = 2) -> dict[str, float]:
+    """Units of work of one :func:`scale_referee` case, by :class:`CostModel` field: multiply-adds
+    of the stacked forwards (``mac``), activation entries (``entry``), directions (``direction``),
+    parameter-samples of the budget (``budget``) and of JAX's padded run (``jax_run``)."""
     L = len(sizes) - 1
     P = sum(sizes[l + 1] * (sizes[l] + 1) for l in range(L))
-    S = 6  # points per direction
+    cols = 6 * m  # six points per direction, m samples each
 
-    def downstream(l: int) -> float:  # MACs per column from layer l+1 on
+    def downstream(l: int) -> float:  # multiply-adds per column of the layers after layer l
         return float(sum(sizes[k + 1] * sizes[k] for k in range(l + 1, L)))
 
-    def entries(l: int) -> float:
+    def entries(l: int) -> float:  # activation entries per column from layer l on
         return float(sum(sizes[k + 1] for k in range(l, L)))
 
     macs = ents = 0.0
     n_dirs = 0
     for l in range(L):
         n_out, n_in = sizes[l + 1], sizes[l]
-        row_like = n_out + n_out + max(n_out, n_in)  # W rows, B elements, the sample
-        col_like = n_in + 1 + 2  # W columns, B's column, the tensor directions
-        cols = S * m
+        row_like = 2 * n_out + max(n_out, n_in)  # W rows, B elements, the elementwise sample
+        col_like = n_in + 1 + 2  # W columns, B's column, the two tensor directions
         # rows: the rank-one update of the next layer, then the full forward beyond it
         macs += row_like * cols * ((sizes[l + 2] if l + 1 < L else 0) + downstream(min(l + 1, L - 1)))
         ents += row_like * cols * (1 + entries(l + 1))
-        macs += col_like * cols * downstream(l)
+        macs += col_like * cols * (downstream(l) + n_out * m / cols * n_in)
         ents += col_like * cols * entries(l)
         n_dirs += row_like + col_like
-    macs += n_random * S * m * P
-    return (c.mac * macs + c.entry * ents + c.direction * n_dirs + c.budget * P * m
-            + c.jax_run * P * max(8, 1 << (m - 1).bit_length()) + c.case)
+    macs += n_random * cols * P
+    return {"mac": macs, "entry": ents, "direction": float(n_dirs), "budget": float(P * m),
+            "jax_run": float(P * max(8, 1 << (m - 1).bit_length())), "case": 1.0}
+
+
+def _scale_case_seconds(sizes: Sequence[int], m: int, c: CostModel) -> float:
+    """One case of :func:`scale_referee` (after JAX has compiled)."""
+    return sum(getattr(c, k) * v for k, v in scale_work(sizes, m).items())
 
 
 def _classic_case_seconds(sizes: Sequence[int], m: int, c: CostModel) -> float:
