@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             f"`SYMPY_HARD_NODES` = {so.SYMPY_HARD_NODES} on the real DAG; rows marked declined were built "
             "with the limits lifted, to show what the limit avoids. Softmax nets use cross-entropy (fused) "
             "or, with one output, an identity output and squared error; the others squared error. "
-            "How the oracle works: `reference/sympy_oracle.py`.\n\n")
+            "How the oracle works: `reference/oracles/sympy_oracle.py` (its module docstring).\n\n")
         Path(a.out).write_text(header + text + "\n\n" + summary + "\n", encoding="utf-8")
         print(f"wrote {a.out}", file=sys.stderr)
     return 0

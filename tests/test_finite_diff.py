@@ -2,7 +2,7 @@ r"""The finite-difference witness: agreement with JAX within its own error, kink
 
 Tolerances are derived, never guessed. Finite differences vs JAX: :math:`|D - g_{JAX}| \le`
 ``fd.error`` (the witness's own rounding + truncation estimate, derived in
-``reference/finite_diff.py``) + :math:`u K M` (JAX's share: the referee's running-error budget of a
+``reference/oracles/finite_diff.py``) + :math:`u K M` (JAX's share: the referee's running-error budget of a
 float64 backprop, :meth:`handgrad.reference.judge.tolerance.Budget.hand_only`). Where a perturbation crossed a
 kink, ``fd.error`` brackets both one-sided quotients, so the same inequality still holds, and the
 kink tests check the one-sided quotients directly. The error estimates themselves are checked

@@ -1,124 +1,44 @@
 r"""The finite-difference witness: differences of the loss, with their own error estimates.
 
-Its own forward pass. The loss is evaluated by a loop written here, from the shared definitions
-evaluated with ``handgrad.NUMPY_OPS``, never by ``Network.forward``:
+Its own forward pass. The loss :math:`L = \frac1m\sum_s \ell_s` is evaluated by a loop written
+here (:math:`z^{(l)} = W^{(l)} x^{(l)} + B^{(l)}`, :math:`x^{(l+1)} = f_l(z^{(l)})`), from the
+shared definitions on ``handgrad.NUMPY_OPS`` in float64, never by ``Network.forward``. The
+definitions receive a wrapper of ``NUMPY_OPS`` whose values carry a running error bound
+(:mod:`~handgrad.reference.oracles.running_error`): the values are bit for bit those of
+``NUMPY_OPS``, the bounds ride along. All perturbations of one layer are evaluated together as
+extra columns; for an elementwise activation only the moved row is re-evaluated.
 
-.. math::
-   z^{(l)} = W^{(l)} x^{(l)} + B^{(l)}, \quad x^{(l+1)} = f_l(z^{(l)}), \quad
-   L = \frac1m \sum_{s=1}^m \ell_s,
-
-with :math:`f_l` = ``act.definition(z, NUMPY_OPS)`` and :math:`\ell_s` the loss's ``definition``
-on :math:`\hat y` (or the fused rule's ``definition`` on :math:`z^{(L)}` when ``net.fused_rule``
-is set). Everything is evaluated in float64, on float64 copies of the inputs. The definitions
-actually receive a thin wrapper of ``NUMPY_OPS`` whose values carry an error bound (see
-*Rounding* below): the values are bit for bit those of ``NUMPY_OPS`` (same numpy calls in the same
-order, checked by the tests), the bounds ride along. All perturbations
-of one layer's parameters are evaluated together, laid side by side as extra columns (each
-definition acts column by column); for an elementwise activation only the moved row of the
-perturbed layer is re-evaluated, the other rows keep the centre's values exactly.
-
-Two methods, chosen by ``method=``:
+Methods (``method=``):
 
 ``"central"`` (any network)
-  :math:`D(h) = \dfrac{L(w+h) - L(w-h)}{2h}` for each parameter :math:`w` (one element
-  :math:`w_{ij}^{(l)}` or :math:`b_i^{(l)}` at a time).
-
-  *Step.* With :math:`\epsilon` an upper bound on the rounding error of each computed loss
-  value, :math:`|D_{\rm computed}(h) - D(h)| \le \epsilon/h` and
-  :math:`|D(h) - L'| \approx h^2 |L'''|/6`. The sum is smallest at :math:`h^3 = 3\epsilon/|L'''|`.
-  With :math:`\epsilon = u |L|` (:math:`u = 2^{-53}`, the unit roundoff) and the loss varying on
-  the scale :math:`\max(1, |w|)` of its argument (:math:`|L/L'''| \approx \max(1,|w|)^3`):
-
-  .. math:: h = h_0 \max(1, |w|), \qquad h_0 = (3u)^{1/3} \approx 6.93\times 10^{-6}
-
-  (:data:`H0_CENTRAL`; the textbook :math:`\varepsilon_{\rm mach}^{1/3} \approx 6.06\times10^{-6}`
-  is the same rule with :math:`\epsilon = 2u|L|/3`). ``h`` is then rounded to a power of two, so
-  :math:`\pm h`, :math:`\pm 2h` and :math:`h\,x_j^{(l)}` are exact and the only rounding in a
-  perturbed pre-activation is the one addition :math:`z + h\,x_j`.
-
-  *Rounding* (``error``, first term). :math:`\epsilon` is not guessed: a *running error bound*
-  (Wilkinson) is carried through every evaluation of the loss, at the centre and at each
-  perturbed point. Every quantity carries a bound on its absolute error; each ``+ - * /`` adds
-  :math:`u` times its result; each library function (exp, log, log1p, expm1, tanh, erf, erfc)
-  adds :data:`LIB_ULPS` :math:`\cdot u` times its result (numpy's float64 versions and the
-  ``math.erf``/``math.erfc`` behind ``NUMPY_OPS`` measured at most 2.7 u against 40-digit mpmath
-  on 5000-7000 points each; the budget is 4 u) plus its input's bound times
-  its Lipschitz constant on the interval (exact for exp and log, first order plus a second-order
-  remainder for tanh and erf); :math:`W x + B` with fan-in n adds
-  :math:`\gamma_{n+1}(|W||x| + |B|)`, :math:`\gamma_k = ku/(1-ku)`; a product or quotient that
-  underflows adds :math:`2^{-1075}`; a moved row adds the one
-  rounding of :math:`z + h x_j`; the mean over samples adds :math:`\gamma_{m-1}\sum|\ell_s|/m`.
-  Then :math:`|D_{\rm computed} - D(h)| \le (\epsilon_+ + \epsilon_-)/2h + 2u|D|` (the last term
-  for the subtraction and the division). The error term is ``ROUND_SAFETY`` (= 2) times the
-  first part, for the first-order propagation through ``/``, ``log`` and ``**``. The bound is
-  taken at each point because it can change by orders of magnitude within :math:`\pm h`: at an
-  exact fit of squared error the residual :math:`\hat y - y` is ~0 at the centre (so is its
-  rounding error's effect) but :math:`\pm h\,\partial\hat y/\partial w` at :math:`w \pm h`.
-
-  *Truncation* (``error``, second term). :math:`D(h) = L' + c h^2 + O(h^4)` and
-  :math:`D(2h) = L' + 4ch^2 + O(h^4)`, so :math:`ch^2 \approx (D(2h) - D(h))/3` (Richardson).
-  The term is ``TRUNC_SAFETY * |D(h) - D(2h)| / 3`` with :data:`TRUNC_SAFETY` = 2, allowing the
-  :math:`O(h^4)` remainder to be as large as the :math:`h^2` term. (The estimate also contains
-  the rounding noise of :math:`D(h) - D(2h)`, which usually only makes it larger.)
-
+  :math:`D(h) = (L(w+h) - L(w-h))/2h` per element, with :math:`h = h_0\max(1,|w|)` rounded to a
+  power of two (:data:`H0_CENTRAL`). ``error`` = rounding + truncation: ``ROUND_SAFETY`` times
+  the running error bounds of the two losses over :math:`2h` (plus :math:`2u|D|`), and the
+  Richardson estimate ``TRUNC_SAFETY * |D(h) - D(2h)| / 3`` (:data:`TRUNC_SAFETY`).
 ``"complex"`` (every activation has ``complex_step=True`` and no kink)
-  :math:`D = \operatorname{Im} L(w + \mathrm i h) / h` with :math:`h = 2^{-60} \approx 8.7\times
-  10^{-19}` (:data:`H_COMPLEX`): no subtraction, so no cancellation; the truncation error,
-  relative :math:`h^2 |L'''/L'| / 6 \approx 10^{-37}`, is nil (the usual :math:`10^{-30}` would
-  push the imaginary part of a saturated softmax output, ~1e-284, into the subnormal range and
-  lose 10 digits there), and :math:`h\,x_j` and the division by h are
-  exact. The rounding error is bounded the same way as above, by a running error bound carried
-  through the complex evaluation with separate bounds for the real part (the value) and the
-  imaginary part (h times the tangent): to first order in h, :math:`\operatorname{Im} f(x + \mathrm
-  i h t) = f'(x)\,h t`, so an operation passes on :math:`|f'|` times the tangent's error plus
-  :math:`|f''|\,|h t|` times the value's error (the derivative taken at a slightly wrong point),
-  plus its own rounding of each part (numpy's complex exp, expm1, log, tanh, sqrt measured at
-  most 4.2 u per part against 50-digit mpmath, at real parts from 1e-20 to 700 and imaginary parts
-  ~1e-30; budget :data:`LIB_ULPS_COMPLEX` = 8 u). numpy's complex ``log1p`` is not among them: it
-  loses the real part's relative accuracy for small arguments (the loss of softplus at a saturated
-  unit), so the complex step evaluates ``log1p`` by exact identities instead (1.02 u). The
-  bound sees cancellation both across samples (bias gradients near an optimum) and inside one
-  sample (:math:`\sigma(z) - y` in a fitted cross-entropy), which a bound of the form
-  :math:`c\,u\,|D|` cannot. ``error`` = ``ROUND_SAFETY`` times it. Losses are taken as analytic
-  (every built-in one is: polynomials, ``log``, ``log1p``, ``exp``); a loss object with an
-  attribute ``complex_step = False`` opts out.
+  :math:`D = \operatorname{Im} L(w + \mathrm i h)/h` with :math:`h = 2^{-60}` (:data:`H_COMPLEX`):
+  no subtraction, nil truncation; ``error`` is ``ROUND_SAFETY`` times a running error bound
+  carried through the complex evaluation, real and imaginary parts bounded separately. Losses are
+  taken as analytic; a loss object with ``complex_step = False`` opts out.
+``"auto"`` (default)
+  ``"complex"`` when possible, else ``"central"``; also ``"central"`` when the complex evaluation
+  overflows where the real one does not (:math:`e^{z}` of a complex z beyond 709.78).
 
-  Both bounds also carry the error of the direction itself: the step moves :math:`z_i^{(l)}` by
-  :math:`h\,x_j^{(l)}` with the *computed* :math:`x_j^{(l)}`, whose own error bound is added to
-  the moved row.
+Why a running bound rather than :math:`c\,u\,|D|`: it sees cancellation across samples (bias
+gradients near an optimum) and inside one sample (:math:`\sigma(z) - y` in a fitted
+cross-entropy), and it is taken at each perturbed point because it can change by orders of
+magnitude within :math:`\pm h` (at an exact fit the residual is ~0 at the centre only). Both
+methods also carry the error of the direction itself: :math:`z_i^{(l)}` moves by
+:math:`h\,x_j^{(l)}` with the *computed* :math:`x_j^{(l)}`.
 
-``"auto"`` (default): ``"complex"`` when possible, else ``"central"``; also ``"central"`` when the
-complex evaluation overflows where the real one does not (:math:`e^{z}` of a complex z beyond
-709.78 is :math:`\infty + \mathrm i\infty`, then NaN, while :math:`1/(1+\infty) = 0` is fine).
+Kinks. Where the branch pattern :math:`[z^{(l)}_{is} > k]` at any perturbed point differs from
+the centre's, the quotient straddles a kink: the element is flagged ``kink=True`` and the
+one-sided quotients ``left`` :math:`(L(w) - L(w-h))/h` and ``right`` :math:`(L(w+h) - L(w))/h`
+are returned with their errors (:class:`FDResult`). At a kink exactly at :math:`w` the house
+convention is the left branch; ``grads ± error`` brackets both quotients for flagged elements.
 
-Kinks (``kink``, ``left``, ``right``). For every activation with ``kinks``, the branch pattern
-:math:`[z^{(l)}_{is} > k]` (each kink k, unit i, sample s) is computed at the centre and at every
-perturbed point :math:`w \pm h, w \pm 2h`. If it differs anywhere, the difference quotient
-straddles a kink and is not the derivative at :math:`w`: the element is flagged ``kink=True``
-and the one-sided quotients are returned,
-
-.. math::
-   \text{right} = \frac{L(w+h) - L(w)}{h}, \qquad \text{left} = \frac{L(w) - L(w-h)}{h},
-
-each with the error estimate ``ROUND_SAFETY * (eps_0 + eps_{+-}) / h + TRUNC_SAFETY * |Q(h) - Q(2h)|``
-(one-sided truncation is :math:`O(h)`, and :math:`Q(h) - Q(2h)` estimates that term).
-At a kink exactly at :math:`w` the derivative by the house convention is the *left* branch's:
-the referee can check that the hand value is ``left`` within ``left_error``. Elsewhere (a kink
-inside :math:`(-2h, 2h)` but not at 0) the true derivative lies between the two quotients up to
-their errors. For flagged elements ``grads`` is still :math:`D(h)` = (left + right)/2 and
-``error`` = :math:`|{\rm right} - {\rm left}|/2` + the larger one-sided error, so
-``grads ± error`` brackets both quotients: the interval is honest for every element.
-
-How honest the estimates are (``scripts/measure_fd_error.py 200``, ``docs/fd_error.md``): against
-a 60-digit mpmath reference on 400 random seeded cases (every activation and loss, fused or not,
-near-exact fits, and a saturated regime with weights x3-x10), the largest observed
-|D - reference| / ``error`` was 0.5 for central differences (the Richardson term being exact,
-times ``TRUNC_SAFETY``) and 0.22 for the complex step: no element exceeded its estimate.
-
-Speed (best of 7, CPU time, one BLAS thread, 2-core container; asserted < 50 ms by
-``tests/test_finite_diff.py::test_central_is_fast``): 8-16-8-1 net (289 parameters), batch 8:
-central 5.7 ms with sigmoid, 5.0 ms with relu, 11 ms with gelu (numpy has no erf: ``math.erfc``
-is vectorized by hand); complex step 3.4 ms with sigmoid. Error bounds included.
+How honest the estimates are, measured against a 60-digit mpmath reference on hundreds of seeded
+cases (no element exceeded its estimate): ``docs/fd_error.md`` (``scripts/measure_fd_error.py``).
 """
 
 from __future__ import annotations
@@ -168,7 +88,13 @@ __all__ = [
 ]
 
 H0_CENTRAL = (3 * U) ** (1 / 3)
-r"""Relative central-difference step :math:`h_0 = (3u)^{1/3} \approx 6.93\times10^{-6}` (see module doc)."""
+r"""Relative central-difference step :math:`h_0 = (3u)^{1/3} \approx 6.93\times10^{-6}`.
+
+With :math:`\epsilon = u|L|` the rounding error of a loss value, the error
+:math:`\epsilon/h + h^2|L^{(3)}|/6` is smallest at :math:`h^3 = 3\epsilon/|L^{(3)}|`; with the
+loss varying on the scale :math:`\max(1,|w|)` of its argument this is :math:`h = h_0\max(1,|w|)`.
+Rounded to a power of two, :math:`\pm h`, :math:`\pm 2h` and :math:`h\,x_j` are exact, so the
+only rounding in a perturbed pre-activation is the addition :math:`z + h\,x_j`."""
 
 H_COMPLEX = 2.0**-60
 """Complex step h = 2^-60 ~ 8.7e-19: the O(h^2) truncation (relative ~h^2 = 7.5e-37) vanishes,
@@ -179,7 +105,9 @@ ROUND_SAFETY = 2.0
 """Factor on the rounding-error bound (covers its first-order propagation steps)."""
 
 TRUNC_SAFETY = 2.0
-"""Factor on the Richardson truncation estimate (lets the next-order term be as large as the first)."""
+r"""Factor on the Richardson truncation estimate: :math:`D(h) = L' + ch^2 + O(h^4)` and
+:math:`D(2h) = L' + 4ch^2 + O(h^4)`, so :math:`ch^2 \approx (D(h) - D(2h))/3`; the factor 2 lets
+the :math:`O(h^4)` remainder be as large as the :math:`h^2` term."""
 
 METHODS = ("auto", "central", "complex")
 
@@ -357,7 +285,8 @@ def definition_loss(net: Network, params: Mapping[str, np.ndarray], X: np.ndarra
 
 def loss_rounding_bound(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> float:
     r"""A bound :math:`\epsilon` on :math:`|L_{\rm computed} - L|` for this module's float64 forward
-    pass at ``(params, X, Y)`` (running error analysis, see the module doc; inputs taken as exact).
+    pass at ``(params, X, Y)`` (running error analysis, :mod:`~handgrad.reference.oracles.running_error`;
+    inputs taken as exact).
 
     Raises ``TypeError`` if a definition uses something other than arithmetic operators and the
     ``ops`` functions.
@@ -542,7 +471,8 @@ def fd_grads(
         (default :data:`H_COMPLEX`).
 
     Returns:
-      :class:`FDResult`. See the module docstring for how each error term is derived.
+      :class:`FDResult`. The module docstring, :data:`H0_CENTRAL` and :data:`TRUNC_SAFETY` say how each error
+      term is formed.
 
     Raises:
       ValueError/TypeError: bad input, naming the argument; ``method="complex"`` on a network that

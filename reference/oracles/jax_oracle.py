@@ -56,24 +56,11 @@ property suite draws many batch sizes, so:
   project does: a sample never influences another sample's loss;
 * one executable serves ``forward``, ``loss`` and ``grads`` (the forward values are an auxiliary
   output of the value-and-gradient function), so an architecture costs one compile per bucket;
-* XLA's backend optimization level is 0 (:data:`COMPILER_OPTIONS`): ~40% less compile time for
-  these small graphs, run time unchanged.
+* XLA's backend optimization level is 0 (:data:`COMPILER_OPTIONS`): less compile time for these
+  small graphs, run time unchanged.
 
-Measured (``scripts/bench_jax_oracle.py``, also in ``docs/bench_jax_oracle.md``; one BLAS/XLA
-thread, wall-clock on the shared 2-core container, JAX already initialised):
-
-=========================================================  ==============  ===========  ==========
-architecture, batch m                                      first call      cached call  handgrad
-=========================================================  ==============  ===========  ==========
-2-3-3-1 sigmoid, squared_error, m=1                        0.25 s          0.25 ms      0.09 ms
-4-5-3 tanh/softmax, cross_entropy (fused), m=8             0.18 s          0.21 ms      0.08 ms
-3-3-3-3-2 gelu, squared_error, m=5                         0.31 s          0.27 ms      0.15 ms
-8-16-8-1 relu/relu/sigmoid, bce (unfused), m=8             0.21 s          0.25 ms      0.11 ms
-784-256-128-10 relu/relu/softmax, cross_entropy, m=256     0.25 s          8.1 ms       6.1 ms
-=========================================================  ==============  ===========  ==========
-
-A new batch size in the same bucket costs a cached call (no compile); the cached call includes
-validation, padding and the float64 copies in and out.
+Measured compile and call times per architecture: ``docs/bench_jax_oracle.md``
+(``scripts/bench_jax_oracle.py``).
 """
 
 from __future__ import annotations

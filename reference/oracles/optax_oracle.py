@@ -26,12 +26,11 @@ handgrad       optax equivalent                            what differs, and the
 ``adamw``      ``adamw(lr, b1, b2, eps, weight_decay=wd)`` nothing: both scale the decay by lr
 =============  ==========================================  ===================================
 
-Speed. optax runs op by op when not jitted (~1 ms per step here), and ``jax.jit`` compiles once
-per shape. Every rule is elementwise, so the parameter dict is flattened in key order into one
+Speed. Every rule is elementwise, so the parameter dict is flattened in key order into one
 vector, padded with zeros to a bucket of :data:`BUCKET` elements (a zero gradient on a zero
 parameter gives a zero update under every rule, and padded entries are never compared), and the
 whole trajectory is one jitted ``lax.scan`` with the hyperparameters as traced arguments: one
-compilation per (optimizer, bucket, number of steps), ~0.3-0.5 s, then ~1 ms per trajectory.
+compilation per (optimizer, bucket, number of steps) instead of optax running op by op.
 
 Scale of the comparison (what "relative" means for a trajectory). A parameter is a running sum
 :math:`w_t = w_0 + \sum_s u_s` whose terms may cancel, and Adam's moment :math:`m_t` is itself a

@@ -1,12 +1,36 @@
 r"""Building the SymPy oracle's composite loss: one nested expression per sample, from the shared
 definitions only, and its conversion back from SymEngine to SymPy.
 
-The symbols are named in the article's notation (:func:`_make_symbols`); each activation's and
-the loss's ``definition`` is evaluated by :data:`~handgrad.reference.oracles.ops.SYMPY_OPS` on
-placeholders :math:`z_i^{(l)}`, and the placeholders are then replaced, layer by layer, by the
-expressions they stand for (:func:`_build`), in SymEngine, which keeps repeated subexpressions
-shared. :class:`_FromSymengine` reads the result back as SymPy for display and inspection.
-See :mod:`handgrad.reference.oracles.sympy_oracle` for what the oracle does with it.
+Each activation's and the loss's ``definition`` is evaluated by
+:data:`~handgrad.reference.oracles.ops.SYMPY_OPS` on a numpy object array of placeholders
+:math:`z_i^{(l)}` (comparisons such as ``z > 0`` stay symbolic, :class:`_ExprArray`); then
+:math:`W^{(l)} x^{(l)} + B^{(l)}` is substituted for the placeholders, layer by layer, down to the
+parameters and inputs (:func:`_build`). The substitution is done in SymEngine, which keeps repeated
+subexpressions shared, where SymPy would re-canonicalize every level (seconds instead of
+milliseconds for a six-layer net). What is differentiated is the fully nested composite: no
+placeholder is left in it.
+
+:class:`_FromSymengine` reads results back as SymPy, writing branch conditions on the placeholders
+:math:`z_i^{(l)}`: SymPy folds a ``Piecewise`` whose condition contains another ``Piecewise`` into
+:math:`2^n` branches (already for a 2-3-3-1 ReLU net). A condition is never differentiated, so
+this changes no derivative.
+
+Symbols (article notation, :func:`handgrad.notation.index_text` for the indices; keyed
+``W1, B1, ..., X, Y, Z1, A1, ...``):
+
+===========================  ==========================================================
+symbol                       meaning
+===========================  ==========================================================
+``w_{ij}^{(l)}``             ``W{l}[i-1, j-1]`` (1-based, as in the article)
+``b_{i}^{(l)}``              ``B{l}[i-1, 0]``
+``x_{1j}``                   input j (the article's input layer, like its :math:`x_{2i}`)
+``y`` / ``y_{k}``            the label (one output) / label k (several outputs)
+``z_{i}^{(l)}``              pre-activation of unit i of layer l: a placeholder in
+                             branch conditions and in the display
+``x_{l+1,i}``, ``\hat y``    activation of unit i of layer l, in the display only
+===========================  ==========================================================
+
+Indices of 10 or more are separated by a comma (``w_{12,3}^{(2)}``).
 """
 
 from __future__ import annotations

@@ -7,111 +7,41 @@ expression in named symbols, the way the article does for its 2-3-3-1 net:
    z_i^{(l)} = \sum_j w_{ij}^{(l)} x_{lj} + b_i^{(l)}, \qquad
    x_{l+1,i} = f_l(z^{(l)})_i, \qquad \ell = \ell(\hat y, y), \qquad \hat y = x^{(L+1)},
 
-with :math:`x_{1j}` the inputs, :math:`f_l` the activation's shared ``definition`` and
-:math:`\ell` the loss's ``definition`` on :math:`\hat y` -- or, when ``net.fused_rule`` is set, the
-fused rule's ``definition`` on the last pre-activations :math:`z^{(L)}`. Each definition is
-evaluated by :data:`handgrad.reference.oracles.ops.SYMPY_OPS` on a numpy object array of SymPy symbols
-:math:`z_i^{(l)}` (one per unit; comparisons such as ``z > 0`` stay symbolic), and the composite is
-then assembled by substituting :math:`W^{(l)} x^{(l)} + B^{(l)}` for the :math:`z^{(l)}`, layer by
-layer, down to the parameters and inputs. The substitution is done in SymEngine (SymPy's C++
-sibling), which keeps repeated subexpressions shared; SymPy re-canonicalizes every level (5.1 s
-for an 8-8-8-8-8-8 sigmoid net, against 0.03 s). What is differentiated is the fully nested
-composite :math:`\ell(w, b, x, y)`: no placeholder is left in it.
+with :math:`f_l` the activation's shared ``definition`` and :math:`\ell` the loss's (or, when
+``net.fused_rule`` is set, the fused rule's on :math:`z^{(L)}`), evaluated by
+:data:`~handgrad.reference.oracles.ops.SYMPY_OPS` and nested layer by layer
+(:mod:`~handgrad.reference.oracles.sympy_composite`, which also names the symbols). Each
+:math:`\partial\ell/\partial w_{ij}^{(l)}` and :math:`\partial\ell/\partial b_i^{(l)}` is ``diff``
+of that composite with respect to that one symbol. Why it is independent: there is no backprop
+recurrence anywhere (no :math:`\delta`, no intermediate symbol for the chain rule to pass
+through), and nothing of handgrad's numpy forward, derivatives or backward is called. The batch
+gradient is the mean of the per-sample ones.
 
-Each :math:`\partial\ell/\partial w_{ij}^{(l)}` and :math:`\partial\ell/\partial b_i^{(l)}` is
-``diff`` of that composite with respect to that one symbol. There is no backprop recurrence
-anywhere: no :math:`\delta`, no intermediate symbol for the chain rule to pass through, and
-nothing of handgrad's numpy forward, derivatives or backward is called (the oracle reads the
-network's sizes and the shared definitions). The batch gradient is the mean of the per-sample
-ones, :math:`\partial L/\partial w = \frac1m\sum_s \partial\ell_s/\partial w`, with the closed
-forms evaluated vectorized over the m columns.
+Kinks. ``ops.where(z > 0, right, left)`` becomes ``Piecewise((right, z > 0), (left, True))``,
+whose derivative at exactly :math:`z = 0` takes the *left* branch: relu'(0) = 0,
+leaky_relu'(0) = slope, elu'(0) = alpha -- handgrad's convention. ``Heaviside`` is never used
+(SymPy's Heaviside(0) is 1/2). A condition is never differentiated.
 
-Symbols (article notation; ``SympyOracle.symbols`` holds them as numpy object arrays keyed
-``W1, B1, ..., X, Y, Z1, A1, ...``):
+Evaluation and precision. The closed forms are compiled once per architecture into one
+straight-line program (:mod:`~handgrad.reference.oracles.sympy_codegen`). :meth:`SympyOracle.grads`
+evaluates it in ``numpy.longdouble`` (:math:`u = 2^{-64}` on x86-64; float64 where the platform
+has nothing wider), takes the mean over the samples in that precision and rounds to float64 once:
+the closed forms are arranged differently from backprop's, and the extra bits keep the oracle's own
+rounding far inside its share :math:`u_{64} K M` of the referee's budget. Samples that come out
+non-finite (a definition overflowing) are recomputed with mpmath at 30, then 80 digits;
+:class:`~handgrad.reference.oracles.inputs.NonFiniteError` if they stay non-finite.
+:meth:`SympyOracle.grads_mp` evaluates the same closed forms with mpmath at ``dps`` digits: the
+high-precision reference.
 
-===========================  ==========================================================
-symbol                       meaning
-===========================  ==========================================================
-``w_{ij}^{(l)}``             ``W{l}[i-1, j-1]`` (1-based, as in the article)
-``b_{i}^{(l)}``              ``B{l}[i-1, 0]``
-``x_{1j}``                   input j (the article's input layer, written :math:`x_{1j}`
-                             like its :math:`x_{2i}, x_{3i}`)
-``y`` / ``y_{k}``            the label (one output) / label k (several outputs)
-``z_{i}^{(l)}``              pre-activation of unit i of layer l: a placeholder in
-                             branch conditions and in :meth:`~SympyOracle.latex`
-``x_{l+1,i}``, ``\hat y``    activation of unit i of layer l, in ``latex`` only
-===========================  ==========================================================
-
-Indices of 10 or more are separated by a comma (``w_{12,3}^{(2)}``).
-
-Kinks. ``ops.where(z > 0, right, left)`` becomes ``Piecewise((right, z > 0), (left, True))``, whose
-derivative is ``Piecewise((right', z > 0), (left', True))``: at exactly :math:`z = 0` it takes the
-*left* branch, so relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha -- handgrad's convention.
-``Heaviside`` is never used (SymPy's Heaviside(0) is 1/2). SymEngine holds the conditions on the
-nested expressions; the SymPy views (:attr:`~SympyOracle.loss_expr`,
-:attr:`~SympyOracle.grad_exprs`, :meth:`~SympyOracle.latex`) write them on the placeholder
-:math:`z_i^{(l)}`, because SymPy folds a ``Piecewise`` whose condition contains another
-``Piecewise`` into :math:`2^n` branches (already for a 2-3-3-1 ReLU net, whose folded conditions
-SymEngine cannot even read back). A condition is never differentiated, so this changes no
-derivative.
-
-Evaluation. The derivatives are compiled the way ``lambdify(..., cse=True)`` would, with
-*complete* common-subexpression elimination: every distinct node of the derivative DAG becomes one
-assignment of a generated Python function, compiled once per architecture in two flavours, numpy
-(vectorized over the batch) and mpmath (one sample at a time, any precision). Measured on the
-31,000 assignments of an 8-8-8-8 softmax net, SymPy's ``lambdify`` takes 72 s to print them (about
-3,500 a second at best, with plain identifiers) and SymEngine's ``Lambdify(cse=True)`` 95 s in its
-CSE pass; this generator is one linear pass (under 1 s).
-``log(1 + u)``, ``exp(u) - 1`` (how ``SYMPY_OPS`` spells log1p, expm1) and ``2 - erfc(u)`` (how
-SymEngine rewrites the ``erfc(-u)`` of GELU's definition) are printed as ``log1p(u)``,
-``expm1(u)`` and ``erfc(-u)``, which is the same value without the cancellation.
-
-Precision. :meth:`SympyOracle.grads` evaluates in ``numpy.longdouble`` (80-bit on x86-64,
-:math:`u = 2^{-64}`; plain float64 where the platform has nothing wider), takes the mean over the
-samples in that precision and rounds to float64 once: the closed forms are arranged differently
-from backprop's, and the 11 extra bits keep the oracle's own rounding far inside its share
-:math:`u_{64} K M` of the referee's budget. Samples that come out non-finite (a definition
-overflowing, e.g. ``exp(-z)`` for z < -11356 in longdouble) are recomputed with mpmath at 30, then
-80 digits; :class:`~handgrad.reference.oracles.inputs.NonFiniteError` if they stay non-finite (e.g. an unfused
-``log(1 - p)`` with p = 1 to 80 digits). :meth:`SympyOracle.grads_mp` evaluates the same closed
-forms with mpmath at ``dps`` digits and rounds to the nearest float64: the high-precision reference.
-
-Cost and the size limit. Differentiating the composite separately for each parameter (forward
-mode) makes the derivative DAG grow like parameters x (size of the composite above the parameter),
-so large networks are declined with :class:`SympyTooLarge` (a ``ValueError``: the referee notes it
-and goes on with JAX and finite differences). The decision is made from the architecture alone by
-the cost model :func:`estimated_nodes`, an upper estimate of the DAG's distinct nodes (the real DAG
-was 0.14-0.94 times it on 460 networks), against :data:`SYMPY_MAX_NODES`; :data:`SYMPY_MAX_PARAMS`
-caps the parameters and :data:`SYMPY_HARD_NODES` stops a build whose real DAG runs away (a user
-definition far costlier than its size). Derivation costs 30-70 us per node on an idle core, so an accepted network
-takes at most ~2 s. Measured by ``scripts/bench_sympy_oracle.py`` (build + diff + program + compile
-of the numpy program, and one ``grads`` call on a cached oracle; the shared 2-core container under
-a load average of ~5, one BLAS thread, SymPy cache warm -- idle, the same rows run up to twice as
-fast; the full table with per-stage times is ``docs/bench_sympy_oracle.md``):
-
-==============================  =====  ========  =======  ==========  =========
-architecture (all layers)       P      estimate  nodes    derivation  grads m=1
-==============================  =====  ========  =======  ==========  =========
-2-3-3-1 sigmoid                    25       611      180      0.01 s     0.3 ms
-4-4-4-4 relu                       60      2720     1521      0.06 s     2.2 ms
-4-4-4-4 softmax                    60      3680     2625      0.08 s     3.5 ms
-8-8-8-8 sigmoid                   216     20160     7397      0.34 s    24.7 ms
-8-8-8-8 relu                      216     20160    11709      0.46 s    32.8 ms
-8-8-8-8 gelu                      216     25992    18938      0.68 s    62.5 ms
-8-8-8-8 softmax                   216     33984    26389      1.05 s    93.4 ms
-6-6-6-6-6-6 sigmoid               210     30912    12689      0.64 s    37.4 ms
-6-6-6-6-6-6 gelu                  210     39102    27718      2.13 s   153.4 ms
-6-6-6-6-6-6 softmax               210     46032    33847      1.19 s    76.9 ms
-8-16-16-1 relu                    433     27528    12743      1.19 s   101.1 ms
-16-16-16-1 sigmoid                561     48008     7040      0.39 s    16.8 ms
-16-16-16-1 relu                   561     48008    21711      0.93 s    96.1 ms
-8-8-8-8-8 gelu (declined)         288     55008    42826      1.34 s   115.1 ms
-8-8-8-8-8-8 sigmoid (declined)    360     76608    35237      1.06 s    90.6 ms
-8-8-8-8-8-8 softmax (declined)    360    122688    94723      2.61 s   246.6 ms
-==============================  =====  ========  =======  ==========  =========
-
-Oracles are cached per architecture by :func:`get_sympy_oracle` (least recently used out beyond
-:data:`CACHE_SIZE`; a declined architecture is remembered too).
+The size limit. Differentiating the composite per parameter makes the derivative DAG grow like
+parameters x (size of the composite above the parameter), so large networks are declined with
+:class:`SympyTooLarge` (a ``ValueError``: the referee notes it and goes on with the others),
+decided from the architecture alone by the cost model :func:`estimated_nodes` against
+:data:`SYMPY_MAX_NODES` and :data:`SYMPY_MAX_PARAMS`; :data:`SYMPY_HARD_NODES` stops a build whose
+real DAG runs away. An accepted network derives in about 2 s at most; measured costs per
+architecture: ``docs/bench_sympy_oracle.md`` (``scripts/bench_sympy_oracle.py``). Oracles are
+cached per architecture by :func:`get_sympy_oracle` (:mod:`~handgrad.reference.oracles.cache`; a
+declined architecture is remembered too).
 
 Example:
   >>> import handgrad as hg
@@ -161,7 +91,7 @@ SYMPY_MAX_PARAMS = 600
 SYMPY_MAX_NODES = 55_000
 """Largest :func:`estimated_nodes` the oracle accepts. The real derivative DAG has been at most
 0.94x the estimate, and derivation + compile cost 30-70 us a node, so an accepted network costs
-at most ~2 s (module docstring)."""
+at most ~2 s (``docs/bench_sympy_oracle.md``)."""
 
 SYMPY_HARD_NODES = 75_000
 """Safety valve: the build stops when the real derivative DAG exceeds this many nodes (a user
