@@ -20,6 +20,7 @@ the missing :math:`\partial` and superscript restored, agree too: those errata a
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -255,3 +256,294 @@ def test_sigmoid_derivative_derivation_is_right():
     steps = [sp.diff(s, x), -1 / (1 + e) ** 2 * (-e), (1 + e) / (1 + e) ** 2 - 1 / (1 + e) ** 2, s * (1 - s)]
     for a, b in itertools.pairwise(steps):
         assert sp.simplify(a - b) == 0
+
+
+# -- every index, superscript and ∂ of the printed formulas ----------------------------------------
+
+ARTICLE_FORMULAS = [  # (section, the LaTeX as printed), in the article's order
+    ("输出层",
+     r"\hat{y} = f_3(\mathbf{W^{(3)}}\boldsymbol{x^{(3)}}+\mathbf{B^{(3)}})=\delta(w_{11}^{(3)}x_{31} "
+     r"+ w_{12}^{(3)}x_{32} + w_{13}^{(3)}x_{33} + b_1^{(3)})"),
+    ("输出层",
+     r"\frac{\partial \delta(x)}{\partial x} = -\frac{1}{(1 + e^{-x})^2}(-e^{-x}) = \frac{1 + "
+     r"e^{-x}}{(1 + e^{-x})^2} - \frac{1}{(1 + e^{-x})^2} = \delta(x)(1 - \delta(x))"),
+    ("输出层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{w_{1i}^{(3)}}} &= "
+     r"\frac{\partial{L}}{\partial{\hat{y}}} \frac{\partial{\hat{y}}}{w_{1i}^{(3)}} \\ &= "
+     r"\frac{\partial{L}}{\partial{\hat{y}}} \hat{y}(1 - \hat{y})x_{3i}, \forall i = 1, \dots, 3, "
+     r"\end{aligned}"),
+    ("输出层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{\mathbf{W^{(3)}}}} &= "
+     r"[\frac{\partial{L}}{\partial{w_{11}^{(3)}}}, \frac{\partial{L}}{\partial{w_{12}^{(3)}}}, "
+     r"\frac{\partial{L}}{\partial{w_{13}^{(3)}}}] \\ &= \frac{\partial{L}}{\partial{\hat{y}}} "
+     r"\hat{y}(1 - \hat{y})\times[x_{31}, x_{32}, x_{33}] \\ &= \frac{\partial{L}}{\partial{\hat{y}}} "
+     r"\hat{y}(1 - \hat{y})\boldsymbol{x^{(3)}}^T。 \end{aligned}"),
+    ("输出层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{x_{3i}}} &= \frac{\partial{L}}{\partial{\hat{y}}} "
+     r"\frac{\partial{\hat{y}}}{\partial{x_{3i}}} \\ &= \frac{\partial{L}}{\partial{\hat{y}}}\hat{y}(1 "
+     r"- \hat{y})w_{1i}^{(3)}, \forall i = 1, \dots, 3, \end{aligned}"),
+    ("输出层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{\boldsymbol{x^{(3)}}}} &= "
+     r"[\frac{\partial{L}}{\partial{x_{31}}}, \frac{\partial{L}}{\partial{x_{32}}}, "
+     r"\frac{\partial{L}}{\partial{x_{33}}}]^T \\ &= \frac{\partial{L}}{\partial{\hat{y}}} \hat{y}(1 - "
+     r"\hat{y})\times[w_{11}^{(3)}, w_{12}^{(3)}, w_{13}^{(3)}]^T \\ &= "
+     r"\frac{\partial{L}}{\partial{\hat{y}}} \hat{y}(1 - \hat{y})\mathbf{W^{(3)}}^T。 \end{aligned}"),
+    ("输出层",
+     r"\frac{\partial{L}}{\partial{\mathbf{B^{(3)}}}} = \frac{\partial{L}}{\partial{\hat{y}}} "
+     r"\frac{\partial{\hat{y}}}{\partial{\mathbf{B^{(3)}}}} = "
+     r"\frac{\partial{L}}{\partial{\hat{y}}}\hat{y}(1 - \hat{y})"),
+    ("第二个隐藏层", r"\boldsymbol{x^{(3)}} = f_2(\mathbf{W^{(2)}}\boldsymbol{x^{(2)}}+\mathbf{B^{(2)}})"),
+    ("第二个隐藏层",
+     r"x_{31} = \delta(w_{11}^{(2)}x_{21} + w_{12}^{(2)}x_{22} + w_{13}^{(2)}x_{23} + b_1^{(2)}), \\ "
+     r"x_{32} = \delta(w_{21}^{(2)}x_{21} + w_{22}^{(2)}x_{22} + w_{23}^{(2)}x_{23} + b_2^{(2)}), \\ "
+     r"x_{33} = \delta(w_{31}^{(2)}x_{21} + w_{32}^{(2)}x_{22} + w_{33}^{(2)}x_{23} + b_3^{(2)})"),
+    ("第二个隐藏层",
+     r"\frac{\partial{L}}{\partial{w_{11}^{(2)}}} = \frac{\partial{L}}{\partial{x_{31}}} "
+     r"\frac{\partial{x_{31}}}{\partial{w_{11}^{(2)}}} = \frac{\partial{L}}{\partial{x_{31}}}x_{31}(1 "
+     r"- x_{31})x_{21}"),
+    ("第二个隐藏层",
+     r"\frac{\partial{L}}{\partial{w_{ij}^{(2)}}} = \frac{\partial{L}}{\partial{x_{3i}}} "
+     r"\frac{\partial{x_{3i}}}{\partial{w_{ij}^{(2)}}} = \frac{\partial{L}}{\partial{x_{3i}}}x_{3i}(1 "
+     r"- x_{3i})x_{2j}"),
+    ("第二个隐藏层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{\mathbf{W^{(2)}}}} &= "
+     r"[\frac{\partial{L}}{\partial{x_{3i}}}x_{3i}(1 - x_{3i})x_{2j}]_{3\times3} \\ "
+     r"&=(\frac{\partial{L}}{\partial{\boldsymbol{x^{(3)}}}} \odot \boldsymbol{x^{(3)}} \odot (1 - "
+     r"\boldsymbol{x^{(3)}}))\boldsymbol{x^{(2)}}^T。 \end{aligned}"),
+    ("第二个隐藏层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{x_{21}}} &= "
+     r"\frac{\partial{L}}{\partial{x_{31}}}\frac{\partial{x_{31}}}{\partial{x_{21}}} + "
+     r"\frac{\partial{L}}{\partial{x_{32}}}\frac{\partial{x_{32}}}{\partial{x_{21}}} + "
+     r"\frac{\partial{L}}{\partial{x_{33}}}\frac{\partial{x_{33}}}{\partial{x_{21}}} \\ &= "
+     r"\frac{\partial{L}}{\partial{x_{31}}}x_{31}(1 - x_{31})w_{11}^{(2)} + "
+     r"\frac{\partial{L}}{\partial{x_{32}}}x_{32}(1 - x_{32})w_{21}^{(2)} + "
+     r"\frac{\partial{L}}{\partial{x_{33}}}x_{33}(1 - x_{33})w_{31}^{(2)} \\ &= "
+     r"(\frac{\partial{L}}{\partial{\boldsymbol{x^{(3)}}}} \odot \boldsymbol{x^{(3)}} \odot (1 - "
+     r"\boldsymbol{x^{(3)}}))^T[w_{11}^{(2)}, w_{21}^{(2)}, w_{31}^{(2)}]^T, \end{aligned}"),
+    ("第二个隐藏层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{x_{2i}}} &= "
+     r"\frac{\partial{L}}{\partial{x_{31}}}x_{31}(1 - x_{31})w_{1i}^{(2)} + "
+     r"\frac{\partial{L}}{\partial{x_{32}}}x_{32}(1 - x_{32})w_{2i}^{(2)} + "
+     r"\frac{\partial{L}}{\partial{x_{33}}}x_{33}(1 - x_{33})w_{3i}^{(2)} \\ &= "
+     r"(\frac{\partial{L}}{\partial{\boldsymbol{x^{(3)}}}} \odot \boldsymbol{x^{(3)}} \odot (1 - "
+     r"\boldsymbol{x^{(3)}}))^T[w_{1i}^{(2)}, w_{2i}^{(2)}, w_{3i}^{(2)}]^T, \end{aligned}"),
+    ("第二个隐藏层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{\boldsymbol{x^{(2)}}}} &= "
+     r"[(\frac{\partial{L}}{\partial{\boldsymbol{x^{(3)}}}} \odot \boldsymbol{x^{(3)}} \odot (1 - "
+     r"\boldsymbol{x^{(3)}}))^T[w_{1i}^{(2)}, w_{2i}^{(2)}, w_{3i}^{(2)}]^T]_{3\times1} \\ &= "
+     r"((\frac{\partial{L}}{\partial{\boldsymbol{x^{(3)}}}} \odot \boldsymbol{x^{(3)}} \odot (1 - "
+     r"\boldsymbol{x^{(3)}}))^T\mathbf{W^{(2)}})^T \\ &= "
+     r"\mathbf{W^{(2)}}^T((\frac{\partial{L}}{\partial{\boldsymbol{x^{(3)}}}} \odot "
+     r"\boldsymbol{x^{(3)}} \odot (1 - \boldsymbol{x^{(3)}}))。 \end{aligned}"),
+    ("第二个隐藏层",
+     r"\frac{\partial{L}}{\partial{\mathbf{B^{(2)}}}} = "
+     r"\frac{\partial{L}}{\partial{\boldsymbol{x^{(3)}}}} \odot \boldsymbol{x^{(3)}} \odot (1 - "
+     r"\boldsymbol{x^{(3)}})"),
+    ("第一个隐藏层", r"\boldsymbol{x^{(2)}} = f_1(\mathbf{W^{(1)}}\boldsymbol x+\mathbf{B^{(1)}})"),
+    ("第一个隐藏层",
+     r"x_{21} = \delta(w_{11}^{(1)}x_{11} + w_{12}^{(1)}x_{12} + b_1^{(1)}), \\ x_{22} = "
+     r"\delta(w_{21}^{(1)}x_{11} + w_{22}^{(1)}x_{12} + b_2^{(1)}), \\ x_{23} = "
+     r"\delta(w_{31}^{(1)}x_{11} + w_{32}^{(1)}x_{12} + b_3^{(1)})"),
+    ("第一个隐藏层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{w_{ij}}} &= \frac{\partial{L}}{\partial{x_{2i}}} "
+     r"\frac{\partial{x_{2i}}}{\partial{w_{ij}}} \\ &= \frac{\partial{L}}{\partial{x_{2i}}} x_{2i}(1 - "
+     r"x_{2i})x_{1j}, \end{aligned}"),
+    ("第一个隐藏层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{\mathbf{W^{(1)}}}} &= "
+     r"[\frac{\partial{L}}{\partial{x_{2i}}} x_{2i}(1 - x_{2i})x_{1j}]_{3\times2} \\ &= "
+     r"(\frac{\partial{L}}{\partial{\boldsymbol{x^{(2)}}}} \odot \boldsymbol{x^{(2)}} \odot (1 - "
+     r"\boldsymbol{x^{(2)}})) \boldsymbol{x}^T。 \end{aligned}"),
+    ("第一个隐藏层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{x_{1i}}} &= \frac{\partial{L}}{\partial{x_{21}}} "
+     r"\frac{\partial{x_{21}}}{\partial{x_{1i}}} + \frac{\partial{L}}{\partial{x_{22}}} "
+     r"\frac{\partial{x_{22}}}{\partial{x_{1i}}} + \frac{\partial{L}}{\partial{x_{23}}} "
+     r"\frac{\partial{x_{23}}}{\partial{x_{1i}}} \\ &=\frac{\partial{L}}{\partial{x_{21}}}x_{21}(1 - "
+     r"x_{21})w_{1i}^{(1)} + \frac{\partial{L}}{\partial{x_{22}}}x_{22}(1 - x_{22})w_{2i}^{(1)} + "
+     r"\frac{\partial{L}}{\partial{x_{23}}}x_{23}(1 - x_{23})w_{3i}^{(1)} \\ &= "
+     r"(\frac{\partial{L}}{\partial{\boldsymbol{x^{(2)}}}} \odot \boldsymbol{x^{(2)}} \odot (1 - "
+     r"\boldsymbol{x^{(2)}}))^T[w_{1i}^{(1)}, w_{2i}^{(1)}, w_{3i}^{(1)}]^T \end{aligned}"),
+    ("第一个隐藏层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{\boldsymbol{x}}} &= "
+     r"[(\frac{\partial{L}}{\partial{\boldsymbol{x^{(2)}}}} \odot \boldsymbol{x^{(2)}} \odot (1 - "
+     r"\boldsymbol{x^{(2)}}))^T[w_{1i}^{(1)}, w_{2i}^{(1)}, w_{3i}^{(1)}]^T]_{2\times1} \\ &= "
+     r"((\frac{\partial{L}}{\partial{\boldsymbol{x^{(2)}}}} \odot \boldsymbol{x^{(2)}} \odot (1 - "
+     r"\boldsymbol{x^{(2)}}))^T \mathbf{W^{(1)}})^T \\ &= \mathbf{W^{(1)}}^T "
+     r"(\frac{\partial{L}}{\partial{\boldsymbol{x^{(2)}}}} \odot \boldsymbol{x^{(2)}} \odot (1 - "
+     r"\boldsymbol{x^{(2)}}))。 \end{aligned}"),
+    ("第一个隐藏层",
+     r"\begin{aligned} \frac{\partial{L}}{\partial{\mathbf{B^{(1)}}}} = "
+     r"\frac{\partial{L}}{\partial{\boldsymbol{x^{(2)}}}} \odot \boldsymbol{x^{(2)}} \odot (1 - "
+     r"\boldsymbol{x^{(2)}})。 \end{aligned}"),
+    ("梯度下降",
+     r"\frac{\partial L}{\partial w} = \frac{2}{n}\sum_{i = 1}^{n}(y_i - \hat{y_i})\frac{\partial "
+     r"\hat{y_i}}{\partial w}"),
+    ("梯度下降", r"\frac{\partial L}{\partial w} = 2(y_i - \hat{y_i})\frac{\partial \hat{y_i}}{\partial w}"),
+    ("梯度下降", r"w = w - \alpha\frac{\partial L}{\partial w}"),
+]
+
+SECTION_LAYER = {"输出层": 3, "第二个隐藏层": 2, "第一个隐藏层": 1}
+LINT_RULES = ("missing-partial", "missing-superscript", "unbalanced", "wrong-layer", "index")
+
+
+def _group(tex: str, k: int) -> tuple[str, int]:
+    """The brace group opening at ``tex[k]``: (its content, the index after it)."""
+    depth = 0
+    for e in range(k, len(tex)):
+        depth += {"{": 1, "}": -1}.get(tex[e], 0)
+        if depth == 0:
+            return tex[k + 1:e], e + 1
+    raise ValueError(f"unbalanced braces in {tex!r}")
+
+
+def _fractions(tex: str) -> list[tuple[str, str]]:
+    out = []
+    for m in re.finditer(r"\\frac", tex):
+        num, end = _group(tex, m.end())
+        out.append((num, _group(tex, end)[0]))
+    return out
+
+
+def _bare(s: str) -> str:
+    return s.replace("{", "").replace("}", "").replace(" ", "")
+
+
+_DX_DW = re.compile(r"\\frac\{\\partial\{x_\{(\d)(\w)\}\}\}\{\\partial\{w_\{(\w)(\w)\}(?:\^\{\((\d)\)\})?\}\}")
+_DX_DX = re.compile(r"\\frac\{\\partial\{x_\{(\d)\w\}\}\}\{\\partial\{x_\{(\d)\w\}\}\}")
+_FACTOR = re.compile(r"x_\{(\w+)\}\(1 - x_\{(\w+)\}\)")
+_DL_DX_FACTOR = re.compile(r"\\frac\{\\partial\{L\}\}\{\\partial\{x_\{(\w+)\}\}\}\s*x_\{(\w+)\}\(1")
+_LAYER_SUP = re.compile(r"(?:[wb]_\{?\w+\}?|\\mathbf\{[WB])\^\{\((\d)\)\}")
+
+
+def lint_formulas(formulas: list[tuple[str, str]]) -> tuple[list[tuple[int, str, str]], dict[str, int]]:
+    r"""Read every formula for the mistakes a careful reader looks for; return the findings
+    (formula number, rule, what) and how many things each rule checked.
+
+    Rules: a ``\frac{\partial ..}{..}`` has a ∂ in its denominator; a weight ``w_{..}`` has its
+    layer superscript; ( ) and [ ] balance; a w, b, W, B superscript is the layer of its section;
+    in ∂x_{ab}/∂w_{cd}^{(l)}: a = l + 1 and b = c; in ∂x_{ab}/∂x_{cd}: c = a - 1; a sigmoid factor
+    x_{ab}(1 - x_{ab}), and the ∂L/∂x_{ab} it follows, name one unit."""
+    found: list[tuple[int, str, str]] = []
+    checked = dict.fromkeys(LINT_RULES, 0)
+    for n, (section, tex) in enumerate(formulas):
+        for num, den in _fractions(tex):
+            if _bare(num).startswith("\\partial"):
+                checked["missing-partial"] += 1
+                if not _bare(den).startswith("\\partial"):
+                    found.append((n, "missing-partial", _bare(den)))
+        for m in re.finditer(r"w_\{(\w+)\}(\^)?", tex):
+            checked["missing-superscript"] += 1
+            if m[2] is None:
+                found.append((n, "missing-superscript", f"w_{m[1]}"))
+        checked["unbalanced"] += 1
+        for o, c in ("()", "[]"):
+            if tex.count(o) != tex.count(c):
+                found.append((n, "unbalanced", f"{tex.count(o)} '{o}' against {tex.count(c)} '{c}'"))
+        layer = SECTION_LAYER.get(section)
+        if layer is not None:
+            for m in _LAYER_SUP.finditer(tex):
+                checked["wrong-layer"] += 1
+                if int(m[1]) != layer:
+                    found.append((n, "wrong-layer", m[0]))
+        for m in _DX_DW.finditer(tex):
+            checked["index"] += 1
+            a, b, c, _, sup = m.groups()
+            if (sup is not None and int(a) != int(sup) + 1) or b != c:
+                found.append((n, "index", m[0]))
+        for m in _DX_DX.finditer(tex):
+            checked["index"] += 1
+            if int(m[2]) != int(m[1]) - 1:
+                found.append((n, "index", m[0]))
+        for pattern in (_FACTOR, _DL_DX_FACTOR):
+            for m in pattern.finditer(tex):
+                checked["index"] += 1
+                if m[1] != m[2]:
+                    found.append((n, "index", m[0]))
+    return found, checked
+
+
+def _number(start: str) -> int:
+    return next(k for k, (_, tex) in enumerate(ARTICLE_FORMULAS) if tex.startswith(start))
+
+
+def test_lint_finds_exactly_the_recorded_errata():
+    """Errata 3 (a missing ∂), 4 (w_ij without ^(1), twice), 5 (an unbalanced parenthesis), and
+    nothing else in the 26 printed formulas, every rule having checked something."""
+    found, checked = lint_formulas(ARTICLE_FORMULAS)
+    out_w = _number(r"\begin{aligned} \frac{\partial{L}}{\partial{w_{1i}^{(3)}}}")
+    first_w = _number(r"\begin{aligned} \frac{\partial{L}}{\partial{w_{ij}}}")
+    dx2 = _number(r"\begin{aligned} \frac{\partial{L}}{\partial{\boldsymbol{x^{(2)}}}}")
+    assert sorted(found) == sorted([
+        (out_w, "missing-partial", "w_1i^(3)"),
+        (first_w, "missing-superscript", "w_ij"), (first_w, "missing-superscript", "w_ij"),
+        (dx2, "unbalanced", "23 '(' against 22 ')'"),
+    ])
+    assert len(ARTICLE_FORMULAS) == 26
+    assert checked["missing-partial"] == 87 and checked["missing-superscript"] == 57, checked
+    assert all(checked[r] > 0 for r in LINT_RULES), checked
+
+
+@pytest.mark.parametrize(("old", "new", "rule"), [
+    (r"\frac{\partial{x_{31}}}{\partial{w_{11}^{(2)}}}", r"\frac{\partial{x_{31}}}{w_{11}^{(2)}}", "missing-partial"),
+    (r"w_{12}^{(2)}x_{22}", r"w_{12}x_{22}", "missing-superscript"),
+    (r"w_{13}^{(2)}x_{23} + b_1^{(2)}", r"w_{13}^{(3)}x_{23} + b_1^{(2)}", "wrong-layer"),
+    (r"\frac{\partial{x_{31}}}{\partial{w_{11}^{(2)}}}", r"\frac{\partial{x_{31}}}{\partial{w_{21}^{(2)}}}",
+     "index"),
+    (r"x_{31}(1 - x_{31})x_{21}", r"x_{31}(1 - x_{32})x_{21}", "index"),
+    (r"\frac{\partial{x_{31}}}{\partial{x_{21}}}", r"\frac{\partial{x_{31}}}{\partial{x_{11}}}", "index"),
+    (r"x_{31}(1 - x_{31})x_{21}", r"x_{31}(1 - x_{31}x_{21}", "unbalanced"),
+], ids=["partial", "superscript", "layer", "dx-dw-index", "factor-unit", "dx-dx-layer", "paren"])
+def test_lint_catches_a_planted_mistake(old, new, rule):
+    """Each rule fires on a mistake planted in a formula that was right."""
+    k = next(k for k, (_, tex) in enumerate(ARTICLE_FORMULAS) if old in tex and k != 2)
+    planted = list(ARTICLE_FORMULAS)
+    planted[k] = (planted[k][0], planted[k][1].replace(old, new, 1))
+    before, _ = lint_formulas(ARTICLE_FORMULAS)
+    after, _ = lint_formulas(planted)
+    extra = [f for f in after if f not in before]
+    assert extra and all(f[0] == k and f[1] == rule for f in extra), (extra, k)
+
+
+def test_stated_matrix_sizes_are_the_parameter_shapes():
+    """The sizes the article writes under its matrix forms are the shapes handgrad uses."""
+    sizes = {m for _, tex in ARTICLE_FORMULAS for m in re.findall(r"\]_\{(\d)\\times(\d)\}", tex)}
+    net = hg.article_network()
+    assert sizes == {(str(r), str(c)) for r, c in (net.param_shapes["W2"], net.param_shapes["W1"], (3, 1), (2, 1))}
+
+
+def test_w11_2_reaches_the_loss_only_through_x31():
+    """Erratum 7: perturbing w_11^(2) changes x_31 and no other unit of x^(2) and x^(3) (exact,
+    in rationals, with a sigmoid evaluated by a monotone exact map so that a change is visible)."""
+    from fractions import Fraction
+
+    net = hg.article_network()
+    rng = np.random.default_rng(3)
+    params = {k: np.array([[Fraction(int(v)) / 7 for v in row] for row in rng.integers(-9, 9, shape)], dtype=object)
+              for k, shape in net.param_shapes.items()}
+    act = np.frompyfunc(lambda z: z / (1 + abs(z)), 1, 1)  # strictly increasing: a change in z shows
+    x = np.array([[Fraction(5)], [Fraction(7)]], dtype=object)
+
+    def units(p):
+        x2 = act(p["W1"] @ x + p["B1"])
+        return x2, act(p["W2"] @ x2 + p["B2"])
+
+    bumped = {k: v.copy() for k, v in params.items()}
+    bumped["W2"][0, 0] += Fraction(1, 3)
+    (a2, a3), (b2, b3) = units(params), units(bumped)
+    assert list(a2[:, 0]) == list(b2[:, 0])
+    assert a3[0, 0] != b3[0, 0] and list(a3[1:, 0]) == list(b3[1:, 0])
+
+
+def test_errata_page_states_every_finding_in_both_languages_with_its_test():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "errata.md").read_text(encoding="utf-8")
+    entries = re.split(r"\n### ", page)[1:]
+    assert len(entries) == 8
+    names = set(re.findall(r"^def (test_\w+)", Path(__file__).read_text(encoding="utf-8"), re.M))
+    for entry in entries:
+        title = entry.splitlines()[0]
+        assert "**中文：**" in entry, f"erratum {title!r} has no Chinese statement"
+        cited = set(re.findall(r"`(?:tests/\w+\.py::)?(test_\w+)", entry))
+        if "no test" not in title.lower() and "No test" not in entry:
+            assert cited, f"erratum {title!r} names no test"
+        assert cited <= names | {"test_chinese_handout_uses_the_articles_vocabulary"}, cited - names
