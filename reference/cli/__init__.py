@@ -8,15 +8,22 @@ r"""The ``handgrad`` command: certify, derive, prove, demo.
     handgrad prove --arch 2-3-3-1 --activation sigmoid
     handgrad demo
 
-Arguments are *parsed*, never evaluated: architectures are matched by ``\d+(-\d+)+``, weight
-names by regular expressions (:func:`parse_weight`), activation and loss names looked up in the
-registry, ``module:function`` imported with :mod:`importlib`. A bad argument gets one line on
-stderr (``handgrad certify: error: ...``) and exit code 2, never a traceback.
+Arguments are *parsed*, never evaluated (:mod:`.args`): architectures are matched by
+``\d+(-\d+)+``, weight names read by :func:`handgrad.notation.parse_element`
+(:func:`parse_weight`), activation and loss names looked up in the registry, oracles in the oracle
+table, ``module:function`` imported with :mod:`importlib`. A bad argument gets one line on stderr
+(``handgrad certify: error: ...``) and exit code 2, never a traceback; what a run may ask of the
+machine is in :mod:`.limits`.
 
 Exit codes: 0 success (everything certified / proved), 1 a certification or proof failed,
-2 bad arguments, 130 interrupted.
+2 bad arguments (or report files that could not be written at the end, after the results were
+printed), 130 interrupted, 141 the reader of the output went away (``| head``).
 
-Heavy imports (JAX, SymPy, matplotlib) happen inside the subcommands, so ``--help`` is quick.
+The rooms: :mod:`.args` (parsing), :mod:`.certify_cmd` (plan, run, render), :mod:`.runner` (jobs and
+worker processes), :mod:`.progress`, :mod:`.limits`, :mod:`.report_files`, :mod:`.plot`,
+:mod:`.commands` (derive, prove, demo); this module keeps :func:`main` and :func:`build_parser`.
+Heavy imports (JAX, SymPy, hypothesis, matplotlib) happen inside the subcommands, so ``--help``
+is quick.
 """
 
 from __future__ import annotations
@@ -80,7 +87,10 @@ your backward: params is a dict W1, B1, W2, ... (W<l> of shape (n_l, n_{l-1}), B
 (n_l, 1)); X has shape (n0, m), samples as columns; Y has shape (nL, m). It returns a dict with
 the same keys and shapes: the gradients of the MEAN over the batch of the per-sample loss.
 
-exit status: 0 everything certified, 1 something was not (the failing report is printed), 2 bad arguments.
+limits: --jobs is capped to the usable cores; more than 100,000 cases in all needs --long.
+
+exit status: 0 everything certified, 1 something was not (the failing report is printed), 2 bad arguments
+(checked before the run, --report-dir included), 141 the output's reader went away.
 """
 
 _DERIVE_EPILOG = """\
@@ -88,7 +98,7 @@ examples:
   handgrad derive --arch 2-3-3-1 --activation sigmoid --weight "w_11^(3)"
   handgrad derive --arch 2-3-3-1 --activation sigmoid --weight "W3[0,0]" --latex
   handgrad derive --arch 2-2-1 --activation tanh,sigmoid --loss bce --weight b_1^(1)
-  handgrad derive --arch 2-3-1 --activation sigmoid              (every weight and bias)
+  handgrad derive --arch 2-3-1                     (the article's sigmoid, the default; every weight and bias)
 
 weights: all; article notation, 1-based: w_ij^(l), w_{i,j}^{(l)}, b_i^(l);
 code names, 0-based: W<l>[i,j], B<l>[i], or a whole tensor W<l> / B<l>.
