@@ -37,8 +37,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from handgrad.reference.judge import scale
 from handgrad.reference.judge.referee import referee
-from handgrad.reference.judge.scale import estimate_seconds, scale_referee
+from handgrad.reference.judge.scale import CostModel, estimate_seconds, scale_referee
 from handgrad.reference.oracles.jax_oracle import get_jax_oracle
 
 import handgrad as hg
@@ -157,6 +158,31 @@ def throughput(sizes: tuple[int, ...], cases: int = 20) -> dict[str, Any]:
     return out
 
 
+def fit_costs(rows: list[dict[str, Any]]) -> dict[str, float]:
+    r"""Calibrate :class:`~handgrad.reference.judge.scale.CostModel` from this run.
+
+    ``mac`` and ``entry`` come from micro-benchmarks in this process (a 128 x 256 matrix times
+    256 x 4096 columns; the shared sigmoid definition on 2^18 entries); ``direction`` and ``case``
+    are then fitted by non-negative least squares, relative to each size's measured warm case.
+    """
+    from handgrad.reference.judge.scale import scale_work
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(0)
+    W, A = rng.standard_normal((128, 256)), rng.standard_normal((256, 4096))
+    t_mm, _ = _timed(lambda: W @ A, 5)
+    sig = hg.get_activation("sigmoid").definition
+    Z = rng.standard_normal(1 << 18)
+    t_sig, _ = _timed(lambda: sig(Z, hg.NUMPY_OPS), 5)
+    mac, entry = t_mm / (128 * 256 * 4096), t_sig / (1 << 18)
+    works = [scale_work(tuple(int(x) for x in r["sizes"].split("-")), M) for r in rows]
+    rest = np.array([r["scale"] - mac * w["mac"] - entry * w["entry"] for r, w in zip(rows, works, strict=True)])
+    scale = np.array([r["scale"] for r in rows])
+    A_fit = np.array([[w["direction"], w["budget"], 1.0] for w in works]) / scale[:, None]
+    coef, _ = nnls(A_fit, rest / scale)
+    return {"mac": mac, "entry": entry, "direction": float(coef[0]), "budget": float(coef[1]), "case": float(coef[2])}
+
+
 def _fmt(x: float | None) -> str:
     if x is None:
         return "skipped"
@@ -207,7 +233,12 @@ def main() -> None:
     parser.add_argument("--out", default="docs/img/bench_scale.png")
     parser.add_argument("--json", default="")
     parser.add_argument("--slow-limit", type=float, default=120.0)
+    parser.add_argument("--fit-only", default="", help="refit the costs from a --json file of an earlier run")
     args = parser.parse_args()
+    if args.fit_only:
+        with open(args.fit_only) as fh:
+            print(fit_costs(json.load(fh)))
+        return
     rows: list[dict[str, Any]] = []
     for sizes in SIZES:
         rows.append(bench_size(sizes, args.slow_limit))
@@ -224,6 +255,13 @@ def main() -> None:
         t = throughput(sizes)
         print(f"- throughput {t['sizes']}: scale path {t['scale']:.1f} cases/s, elementwise referee "
               f"{t['classic']:.1f} cases/s")
+    costs = fit_costs(rows)
+    print("- fitted costs: " + ", ".join(f"{k} {v:.3g}" for k, v in costs.items()))
+    for r in rows:
+        sizes = tuple(int(x) for x in r["sizes"].split("-"))
+        model = CostModel(**{**scale.COSTS.__dict__, **costs})
+        print(f"  - {r['sizes']}: measured {r['scale']:.3f} s, estimate_seconds with the fitted costs "
+              f"{estimate_seconds(sizes, 1, M, (), path='scale', costs=model):.3f} s")
     figure(rows, args.out)
     if args.json:
         with open(args.json, "w") as fh:

@@ -273,3 +273,11 @@ def test_estimate_grows_with_examples_size_and_batch_and_counts_compile_once():
 def test_estimate_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         estimate_seconds(**kwargs)
+
+
+def test_long_run_warning_above_the_threshold_only():
+    slow = calibrate(FakeClock(1000 * scale._REFERENCE_SECONDS))  # a machine 1000x slower
+    assert scale.long_run_warning((2, 3, 3, 1), 5, 4) is None
+    text = scale.long_run_warning((784, 256, 128, 10), 30, 4, costs=slow)
+    assert text is not None and "784-256-128-10 over 30 cases" in text and "--yes" in text
+    assert scale.long_run_warning((784, 256, 128, 10), 30, 4, costs=slow, threshold=1e9) is None

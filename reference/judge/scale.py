@@ -60,11 +60,13 @@ from .tolerance import DEFAULT_POLICY, TolerancePolicy, error_budget
 
 __all__ = [
     "COSTS",
+    "LONG_RUN_SECONDS",
     "SCALE_MIN_PARAMS",
     "CostModel",
     "Coverage",
     "calibrate",
     "estimate_seconds",
+    "long_run_warning",
     "plan_directions",
     "scale_referee",
     "scale_work",
@@ -566,3 +568,22 @@ def estimate_seconds(sizes: Sequence[int], examples: int, m: int, oracles: Seque
     if "sympy" in oracles and P <= 600:
         once += c.sympy_node * 40 * P  # about 40 DAG nodes per parameter (the oracle's cost model)
     return once + examples * per_case
+
+
+LONG_RUN_SECONDS = 60.0
+"""Above this estimate, :func:`long_run_warning` returns a warning (the CLI asks for ``--yes``)."""
+
+
+def long_run_warning(sizes: Sequence[int], examples: int, m: int, oracles: Sequence[str] = ("jax", "fd"), *,
+                     threshold: float = LONG_RUN_SECONDS, costs: CostModel | None = None) -> str | None:
+    """A sentence warning of a run estimated above ``threshold`` seconds, or None.
+
+    For ``certify_backward`` (``warnings.warn``) and ``handgrad certify`` (print, then require
+    ``--yes``); the estimate is :func:`estimate_seconds` with ``path="auto"``.
+    """
+    seconds = estimate_seconds(sizes, examples, m, oracles, costs=costs)
+    if seconds <= threshold:
+        return None
+    per_case = (seconds - estimate_seconds(sizes, 1, m, oracles, costs=costs)) / max(examples - 1, 1)
+    return (f"certifying {'-'.join(map(str, sizes))} over {examples} cases (batch up to {m}) is estimated at "
+            f"{seconds:.0f} s ({per_case:.2g} s per case); lower examples= or pass --yes to go ahead")
