@@ -478,3 +478,18 @@ def test_the_articles_net_with_a_transposed_square_layer_is_refused_and_diagnose
     found = diagnose_case(ARTICLE_NET, params, X, Y, wrap_backward(model, ARTICLE, ARTICLE_NET))
     print(*found, sep="\n")
     assert [d.cause for d in found] == ["transpose"] and found[0].tensors == ("W2",)
+
+
+def test_the_penalty_differentiates_the_same_under_sympy_and_jax():
+    import jax
+    import sympy as sp
+    from handgrad.reference.oracles.ops import SYMPY_OPS, jax_ops
+
+    loss = declared_loss("squared_error", Conventions(l2=0.25), 1)
+    w = np.array([[sp.Symbol("w11"), sp.Symbol("w12")]], dtype=object)
+    expr = loss.penalty({"W1": w, "B1": np.array([[sp.Symbol("b1")]], dtype=object)}, SYMPY_OPS)[0, 0]
+    assert sp.simplify(sp.diff(expr, w[0, 0]) - 0.5 * w[0, 0]) == 0 and sp.diff(expr, sp.Symbol("b1")) == 0
+    ops = jax_ops()
+    W = np.array([[1.0, -2.0]])
+    g = jax.grad(lambda v: loss.penalty({"W1": v}, ops)[0, 0])(W)
+    assert np.allclose(np.asarray(g), loss.penalty_coefficient() * W, rtol=1e-15, atol=0)

@@ -725,16 +725,20 @@ class DeclaredLoss(hg.Loss):
         """Whether the penalty covers the tensor ``name`` (``W1``, ``B1``, ...)."""
         return self.has_penalty and (name[0] == "W" or self.l2_biases)
 
+    def penalty_terms(self, v: Any, ops: Any) -> Any:
+        r"""The penalty's term of each element, :math:`\rho\lambda v^2`, elementwise (the finite-difference
+        witness differences it element by element: the penalty is a sum of such terms)."""
+        t = v * v * self.l2
+        return t / 2 if self.l2_half else t
+
     def penalty(self, params: Mapping[str, Any], ops: Any) -> Any:
         r"""The L2 term as a ``(1, 1)`` value, written against ``ops`` (numpy, jax.numpy, SymPy object
         arrays, the finite-difference witness's bounded values): each oracle differentiates it."""
         total: Any = 0
         for name in sorted(params, key=lambda k: (int(k[1:]), k[0] != "W")):
             if self.penalized(name):
-                v = params[name]
-                total = total + ops.colsum(ops.colsum(v * v).T)
-        total = total * self.l2
-        return total / 2 if self.l2_half else total
+                total = total + ops.colsum(ops.colsum(self.penalty_terms(params[name], ops)).T)
+        return total
 
     def penalty_coefficient(self) -> float:
         r"""The penalty's gradient is this times the tensor: :math:`\lambda` with the 1/2, else :math:`2\lambda`."""
