@@ -34,6 +34,10 @@ MODULES = [
     "handgrad.reference.cases.pools",
     "handgrad.reference.cli.plot",
     "handgrad.reference.cli",
+    "handgrad.reference.docgen.handout",
+    "handgrad.reference.docgen.derivation",
+    "handgrad.reference.docgen.derive_format",
+    "handgrad.reference.docgen.handout_cli",
 ]
 
 
