@@ -520,3 +520,26 @@ def test_article_model_example_through_certify_backward():
     cert = certify_backward(wrap_backward(ArticleNet(), ARTICLE, ARTICLE_NET), ARTICLE_NET.sizes, "sigmoid",
                             "squared_error", examples=6)
     assert cert.ok and cert.certified >= 1
+
+
+def test_the_command_line_declares_the_same_conventions():
+    import argparse
+
+    from handgrad.reference.judge.conventions import add_convention_arguments, conventions_from_args
+
+    parser = argparse.ArgumentParser()
+    add_convention_arguments(parser)
+    assert conventions_from_args(parser.parse_args([])) == Conventions()
+    conv = conventions_from_args(parser.parse_args(
+        ["--layout", "rows", "--names", "W1/b1", "--labels", "integer", "--reduction", "mean_all", "--half",
+         "--l2", "0.05", "--l2-half", "--no-bias", "1,3"]))
+    assert conv == Conventions(layout="rows", names="W1/b1", labels="integer", reduction="mean_all", half=True,
+                               l2=0.05, l2_half=True, no_bias=(1, 3))
+    templ = conventions_from_args(parser.parse_args(["--names", "layers[{i}][W],layers[{i}][b]"]))
+    assert resolve_names(templ.names, 1) == {"W1": ("layers", 0, "W"), "B1": ("layers", 0, "b")}
+    with pytest.raises(ValueError, match="--names 'W1' is neither"):
+        conventions_from_args(parser.parse_args(["--names", "W1"]))
+    with pytest.raises(ValueError, match="--no-bias takes layer numbers"):
+        conventions_from_args(parser.parse_args(["--no-bias", "two"]))
+    with pytest.raises(ValueError, match="l2 must be"):
+        conventions_from_args(parser.parse_args(["--l2", "-1"]))

@@ -67,8 +67,10 @@ __all__ = [
     "DeclaredLoss",
     "Path",
     "UserGradsError",
+    "add_convention_arguments",
     "as_exact_array",
     "check_oracles_support",
+    "conventions_from_args",
     "declared_loss",
     "from_user_data",
     "from_user_grads",
@@ -841,3 +843,52 @@ def registered_loss(loss: hg.Loss) -> Iterator[hg.Loss]:
     finally:
         hg.unregister_loss(loss.name)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: the same declarations as options (the CLI adds them with two calls).
+# ---------------------------------------------------------------------------------------------
+
+def add_convention_arguments(parser: Any) -> None:
+    """Add ``--layout --names --grad-names --no-bias --labels --flat-targets --reduction --half --l2
+    --l2-half --l2-biases`` to an ``argparse`` parser (or argument group)."""
+    parser.add_argument("--layout", choices=LAYOUTS, default="columns",
+                        help="your arrays: columns (the article's), rows (X @ W + b, W (in, out)) "
+                             "or torch (W (out, in))")
+    parser.add_argument("--names", default=None,
+                        help=f"your parameter names: one of {', '.join(NAME_SCHEMES)}, or 'WEIGHT,BIAS' templates "
+                             "with {l} (1-based layer) or {i} (0-based), e.g. 'layers[{i}][W],layers[{i}][b]'")
+    parser.add_argument("--grad-names", default=None, help="the names of your returned gradients (same forms)")
+    parser.add_argument("--no-bias", default="", metavar="LAYERS", help="layers without a bias, e.g. '2' or '1,3'")
+    parser.add_argument("--labels", choices=LABELS, default="distribution", help="how your labels are passed")
+    parser.add_argument("--flat-targets", action="store_true", help="a one-output net's targets as a vector (N,)")
+    parser.add_argument("--reduction", choices=REDUCTIONS, default="mean",
+                        help="mean over the batch (default), sum, or mean_all (over batch and outputs, as MSELoss)")
+    parser.add_argument("--half", action="store_true", help="squared error with the 1/2")
+    parser.add_argument("--l2", type=float, default=0.0, metavar="LAMBDA",
+                        help="L2 penalty LAMBDA * sum W^2 in your loss")
+    parser.add_argument("--l2-half", action="store_true", help="the penalty is LAMBDA/2 * sum W^2")
+    parser.add_argument("--l2-biases", action="store_true", help="the penalty covers the biases too")
+
+
+def _names_option(option: str, text: str | None) -> NameSpec:
+    if text is None or text in NAME_SCHEMES:
+        return text
+    weight, sep, bias = text.partition(",")
+    if not sep:
+        raise ValueError(f"{option} {text!r} is neither a scheme ({', '.join(NAME_SCHEMES)}) "
+                         "nor 'WEIGHT,BIAS' templates")
+    return (weight.strip(), bias.strip() or None)
+
+
+def conventions_from_args(ns: Any) -> Conventions:
+    """The :class:`Conventions` of the options :func:`add_convention_arguments` added (``ValueError``
+    naming the option for a bad value)."""
+    try:
+        no_bias = tuple(int(k) for k in str(ns.no_bias).replace(" ", "").split(",") if k)
+    except ValueError:
+        raise ValueError(f"--no-bias takes layer numbers such as '2' or '1,3', got {ns.no_bias!r}") from None
+    return Conventions(layout=ns.layout, names=_names_option("--names", ns.names),
+                       grad_names=_names_option("--grad-names", ns.grad_names), no_bias=no_bias,
+                       labels=ns.labels, flat_targets=ns.flat_targets, reduction=ns.reduction, half=ns.half,
+                       l2=ns.l2, l2_half=ns.l2_half, l2_biases=ns.l2_biases)
