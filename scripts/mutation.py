@@ -1,0 +1,474 @@
+r"""Mutation testing of handgrad itself: how many planted bugs do the suite's fast tests catch?
+
+    python scripts/mutation.py                  # copy, run mutmut (about an hour on one busy core), write docs
+    python scripts/mutation.py --report-only    # rewrite docs/mutation.md from the last run in --workdir
+
+What it does, in order (issue 10, item 10; a script, not part of CI):
+
+1. **Copy.** The work tree's files (tracked and untracked, minus what git ignores) go to
+   ``--workdir``/tree, so mutmut's ``mutants/`` folder and every file it writes stay out of the repo.
+2. **A scratch venv.** ``--workdir``/venv sees the project venv's packages through a ``.pth`` line
+   (numpy, JAX, SymPy, hypothesis, pytest: nothing is downloaded again), gets mutmut
+   (``MUTMUT_VERSION``) from PyPI, and an editable install of the *copy* without dependencies, so
+   that ``handgrad`` and ``handgrad.reference`` resolve to the copy, never to the checkout.
+3. **Configure.** mutmut 3 reads ``[tool.mutmut]`` from pyproject.toml or ``[mutmut]`` from
+   setup.cfg; the project's pyproject.toml has no such table, so the config goes into a setup.cfg
+   written in the copy only: ``source_paths = handgrad``, ``only_mutate`` = the three modules,
+   the test selection = ``TESTS``, and ``-p no:xdist -p no:cacheprovider``.
+4. **Run** ``nice -n 10 mutmut run --max-children 1``. mutmut 3 rewrites every function as a
+   trampoline that dispatches on ``MUTANT_UNDER_TEST``, records which tests call which function,
+   then forks one child per mutant and runs, fastest first with ``-x``, only the tests that call
+   the mutated function.
+5. **Report.** Results are read from ``mutants/handgrad/*.py.meta``; every surviving mutant's diff
+   (``mutmut show``) is matched against ``EQUIVALENT``, the reasoned list of mutants that no test
+   can kill; anything left over is listed as *unexplained* (the goal: none).
+
+Tool artefact worth knowing (it shapes ``tests/test_mutants.py``): a trampoline only sees calls
+made after import, so code that runs only at import time (the registry's built-in ``Activation``
+and ``Loss`` objects are constructed then; ``leaky_relu(0.01)`` and ``elu(1.0)`` build their closures
+then) is only tested when a test calls it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MUTMUT_VERSION = "3.8.1"
+TARGETS = ("handgrad/activations.py", "handgrad/losses.py", "handgrad/network.py")
+TESTS = (
+    "tests/test_activations.py",
+    "tests/test_losses.py",
+    "tests/test_network.py",
+    "tests/test_referee.py",
+    "tests/test_registry.py",
+    "tests/test_mutants.py",
+)
+PYTEST_ARGS = ("-p", "no:xdist", "-p", "no:cacheprovider")
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+# mutmut 3's exit-code table (mutmut/stats.py), grouped into the columns the report shows.
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+          35: "suspicious", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout",
+          255: "timeout", -11: "segfault", -9: "segfault", None: "not checked"}
+COLUMNS = ("killed", "survived", "equivalent", "no tests", "timeout", "suspicious", "segfault",
+           "skipped", "not checked")
+
+__all__ = ["EQUIVALENT", "Equivalent", "Mutant", "main"]
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """A mutant no test can kill, with the reason.
+
+    A survivor matches when its function (the part of mutmut's name after the module, e.g.
+    ``x__erf``) matches one of the fnmatch patterns ``functions``, and its diff removes a line
+    containing ``removed`` and adds one containing one of ``added`` (whitespace-insensitive).
+    """
+
+    functions: tuple[str, ...]
+    removed: str
+    added: tuple[str, ...]
+    reason: str
+
+    def matches(self, mutant: Mutant) -> bool:
+        def squash(s: str) -> str:
+            return re.sub(r"\s+", "", s)
+        return (any(fnmatch.fnmatchcase(mutant.function, f) for f in self.functions)
+                and any(squash(self.removed) in squash(line) for line in mutant.removed)
+                and any(squash(a) in squash(line) for a in self.added for line in mutant.added))
+
+    @property
+    def label(self) -> str:
+        return ", ".join(self.functions)
+
+
+_SIGN_OF_ZERO = ("Only the sign of a zero can differ, and no comparison (nor any later sum or product "
+                 "with a finite number) tells -0.0 from 0.0.")
+
+# The reasoned list. Each entry is an argument, not a shrug: it says why the mutated program
+# computes the same values as the original on every input the function can receive (2-D float
+# arrays, validated before they get here; object arrays of exact numbers in the proofs).
+EQUIVALENT: tuple[Equivalent, ...] = (
+    Equivalent(("x__softmax_forward", "x__softmax_vjp", "x__logits_ce_value", "x__logits_ce_delta"),
+               "keepdims=True", ("keepdims=False", "axis=0, )"),
+               "A sum or max over axis 0 of an (n, m) array without keepdims has shape (m,). NumPy "
+               "broadcasting aligns trailing axes, so (m,) meets an (n, m) or (1, m) operand exactly as (1, m) "
+               "does, and every operand here is 2-D: same values, same result shape (``[0]`` of a (1, m) "
+               "result is the same (m,) row)."),
+    Equivalent(("x__sigmoid_forward",), "np.where(z >= 0,", ("np.where(z > 0,",),
+               "The branches meet at z = 0: there e = exp(-|z|) = 1 and 1/(1+e) = e/(1+e) = 1/2 exactly."),
+    Equivalent(("x_leaky_relu", "x_elu"), "np.where(z > 0, z, z.dtype.type(", ("np.where(z >= 0, z, z.dtype.type(",),
+               "The forward's branches meet at z = 0: slope * 0 = 0 and alpha * expm1(0) = 0. " + _SIGN_OF_ZERO
+               + " (The *derivative* and the *definition* with >= are not equivalent: there the branches "
+               "differ at 0, and tests/test_mutants.py kills those mutants at an exact kink.)"),
+    Equivalent(("x_elu",), "np.minimum(z, 0)", ("np.minimum(z, 1)",),
+               "The clamp only guards the branch np.where keeps for z <= 0, where min(z, 1) = min(z, 0) = z; "
+               "for z > 0 the clamped value is discarded, and min(z, 1) <= 1 cannot overflow exp either."),
+    Equivalent(("x_leaky_relu",), "Activation(name, definition, forward, derivative",
+               ("Activation(name, definition, None, derivative",),
+               "Without forward, apply() evaluates definition(z, NUMPY_OPS) = np.where(z > 0, z, s * z): the "
+               "same formula, and NumPy casts the Python float s to z's dtype before multiplying (weak "
+               "scalars, NEP 50; value-based casting before NumPy 2), which is what forward does explicitly: "
+               "same dtype, same rounding."),
+    Equivalent(("x__xlogy",), "safe = np.where(x == 0, 1, y)", ("np.where(x == 0, 2, y)",),
+               "safe only feeds x * log(safe) where x == 0, and there the outer np.where returns 0; log 2 is "
+               "finite, so there is no warning either."),
+    Equivalent(("x__xlogy",), "return np.where(x == 0, 0, x * np.log(safe))",
+               ("np.where(None, 0, x * np.log(safe))",),
+               "np.where(None, a, b) is b = x * log(safe); where x == 0, safe = 1 and x * log(1) = 0, the value "
+               "the original puts there. " + _SIGN_OF_ZERO),
+    Equivalent(("x__ce_grad",), "safe = np.where(y == 0, 1, p)", ("np.where(y == 0, 2, p)",),
+               "safe only feeds -y / safe where y == 0, and there the outer np.where returns 0; dividing by 2 "
+               "raises no warning."),
+    Equivalent(("x__ce_grad",), "return np.where(y == 0, 0, -y / safe)", ("np.where(None, 0, -y / safe)",),
+               "np.where(None, a, b) is b = -y / safe; where y == 0, safe = 1 and -0 / 1 = -0.0. "
+               + _SIGN_OF_ZERO),
+    Equivalent(("x__logits_ce_grad",), "_logits_ce_delta(z,", ("_logits_ce_delta(None,",),
+               "_logits_ce_delta never reads z: the softmax cross-entropy delta a * sum(y) - y is written in "
+               "terms of a = softmax(z), which is passed separately."),
+)
+
+
+@dataclass
+class Mutant:
+    """One mutant: mutmut's name, the file, the function, the exit code and the diff lines."""
+
+    name: str
+    path: str
+    exit_code: int | None
+    duration: float | None
+    removed: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    equivalent: Equivalent | None = None
+
+    @property
+    def function(self) -> str:
+        return re.sub(r"__mutmut_\d+$", "", self.name.rsplit(".", 1)[-1])
+
+    @property
+    def status(self) -> str:
+        base = STATUS.get(self.exit_code, "suspicious")
+        if base in ("survived", "no tests") and self.equivalent is not None:
+            return "equivalent"
+        return base
+
+
+# -- 1. copy ----------------------------------------------------------------------------------
+
+def copy_tree(src: Path, dst: Path) -> int:
+    """Copy the files git sees (tracked, and untracked unless ignored) from ``src`` to ``dst``."""
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=src,
+                         check=True, capture_output=True).stdout.decode()
+    files = [f for f in out.split("\0") if f and (src / f).is_file()]
+    if dst.exists():
+        shutil.rmtree(dst)
+    for f in files:
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / f, dst / f)
+    return len(files)
+
+
+# -- 2. scratch venv --------------------------------------------------------------------------
+
+def make_venv(venv: Path, tree: Path) -> Path:
+    """A venv that sees this interpreter's packages, has mutmut, and imports handgrad from ``tree``."""
+    py = venv / "bin" / "python"
+    if not py.exists():
+        subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)], check=True)
+    purelib = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  check=True, capture_output=True, text=True).stdout.strip())
+    (purelib / "zz_project_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, f"mutmut=={MUTMUT_VERSION}"], check=True)
+    subprocess.run([*pip, "--no-deps", "-e", str(tree)], check=True)
+    probe = "import handgrad, handgrad.reference as r; print(handgrad.__file__, r.__file__)"
+    where = subprocess.run([str(py), "-c", probe], check=True, capture_output=True, text=True, cwd="/").stdout.split()
+    if not all(Path(w).resolve().is_relative_to(tree.resolve()) for w in where):
+        raise RuntimeError(f"the scratch venv imports handgrad from {where}, not from the copy {tree}")
+    return py
+
+
+# -- 3. configure -----------------------------------------------------------------------------
+
+def write_config(tree: Path, tests: tuple[str, ...]) -> None:
+    """mutmut's config, in a setup.cfg of the copy (the project's pyproject.toml is not touched)."""
+    def block(key: str, values: tuple[str, ...]) -> str:
+        return f"{key} =\n" + "".join(f"    {v}\n" for v in values)
+    (tree / "setup.cfg").write_text("[mutmut]\nsource_paths = handgrad\n" + block("only_mutate", TARGETS)
+                                    + block("pytest_add_cli_args_test_selection", tests)
+                                    + block("pytest_add_cli_args", PYTEST_ARGS))
+
+
+# -- 4. run -----------------------------------------------------------------------------------
+
+def set_isolation(tree: Path, isolation: str, timeout_multiplier: float) -> None:
+    """Rewrite the isolation lines of the copy's setup.cfg (``fork`` or ``forkserver``)."""
+    cfg = tree / "setup.cfg"
+    lines = [line for line in cfg.read_text().splitlines()
+             if not line.startswith(("process_isolation", "timeout_multiplier"))]
+    lines += [f"process_isolation = {isolation}", f"timeout_multiplier = {timeout_multiplier}"]
+    cfg.write_text("\n".join(lines) + "\n")
+
+
+def run_mutmut(tree: Path, venv: Path, log: Path, max_children: int, names: list[str] | None) -> float:
+    """``nice -n 10 mutmut run --max-children N [names]`` in the copy; returns the wall time in seconds."""
+    env = dict(os.environ)
+    for v in THREAD_VARS:
+        env[v] = "1"
+    env.pop("PYTHONPATH", None)
+    t0 = time.perf_counter()
+    with log.open("w") as fh:
+        proc = subprocess.run(["nice", "-n", "10", str(venv / "bin" / "mutmut"), "run", "--max-children",
+                               str(max_children), *(names or [])], cwd=tree, env=env, stdout=fh,
+                              stderr=subprocess.STDOUT)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"mutmut run exited with {proc.returncode}; see {log}")
+    return elapsed
+
+
+@dataclass
+class Pass:
+    """One ``mutmut run``: how it was run and a snapshot of its ``.meta`` results."""
+
+    isolation: str
+    tests: tuple[str, ...]
+    requested: int
+    elapsed_s: float
+    snapshot: str
+    note: str = ""
+
+    def codes(self) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for target in TARGETS:
+            meta = json.loads((Path(self.snapshot) / (Path(target).name + ".meta")).read_text())
+            out.update(meta["exit_code_by_key"])
+        return out
+
+
+def load_passes(workdir: Path) -> list[Pass]:
+    path = workdir / "passes.json"
+    if not path.exists():
+        return []
+    return [Pass(**{**p, "tests": tuple(p["tests"])}) for p in json.loads(path.read_text())]
+
+
+def save_pass(workdir: Path, tree: Path, record: Pass) -> None:
+    snap = Path(record.snapshot)
+    snap.mkdir(parents=True, exist_ok=True)
+    for target in TARGETS:
+        shutil.copy2(tree / "mutants" / f"{target}.meta", snap / (Path(target).name + ".meta"))
+    passes = [*load_passes(workdir), record]
+    (workdir / "passes.json").write_text(json.dumps([p.__dict__ for p in passes], indent=1))
+
+
+def open_names(passes: list[Pass]) -> list[str]:
+    """Mutants no pass has killed yet (the next pass's work list)."""
+    final = merge(passes)
+    return sorted(name for name, code in final.items() if STATUS.get(code) != "killed")
+
+
+def merge(passes: list[Pass]) -> dict[str, int | None]:
+    """One exit code per mutant: a kill in any pass stands (a later pass only adds tests or
+    fixes isolation); otherwise the last pass that decided the mutant."""
+    final: dict[str, int | None] = {}
+    for p in passes:
+        for name, code in p.codes().items():
+            if STATUS.get(final.get(name)) == "killed":
+                continue
+            if code is not None or name not in final:
+                final[name] = code
+    return final
+
+
+# -- 5. report --------------------------------------------------------------------------------
+
+def read_results(passes: list[Pass]) -> list[Mutant]:
+    """Every mutant of the target files with its merged exit code."""
+    path_of = {Path(t).stem: t for t in TARGETS}
+    return [Mutant(name, path_of[name.split(".")[1]], code, None) for name, code in merge(passes).items()]
+
+
+_DIFFS = """
+import json, sys
+from pathlib import Path
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+todo = json.load(sys.stdin)
+json.dump({name: get_diff_for_mutant(name, path=Path(path)) for name, path in todo.items()}, sys.stdout)
+"""
+
+
+def attach_diffs(mutants: list[Mutant], tree: Path, venv: Path) -> None:
+    """Fill in the diff lines of every mutant that was not killed (one ``mutmut show`` each, computed
+    in one process with mutmut's own function), and match it to ``EQUIVALENT``."""
+    todo = {m.name: m.path for m in mutants if STATUS.get(m.exit_code) != "killed"}
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", _DIFFS], cwd=tree, input=json.dumps(todo),
+                         check=True, capture_output=True, text=True).stdout
+    diffs = json.loads(out)
+    for m in mutants:
+        if m.name not in diffs:
+            continue
+        diff = diffs[m.name].splitlines()
+        m.removed = tuple(line[1:] for line in diff if line.startswith("-") and not line.startswith("---"))
+        m.added = tuple(line[1:] for line in diff if line.startswith("+") and not line.startswith("+++"))
+        m.equivalent = next((e for e in EQUIVALENT if e.matches(m)), None)
+
+
+def _counts_table(mutants: list[Mutant]) -> list[str]:
+    cols = [c for c in COLUMNS if any(m.status == c for m in mutants)]
+    rows = ["| file | mutants | " + " | ".join(cols) + " | score |", "|---|---:|" + "---:|" * len(cols) + "---:|"]
+    for target in (*TARGETS, "total"):
+        ms = [m for m in mutants if target in ("total", m.path)]
+        c = Counter(m.status for m in ms)
+        killable = len(ms) - c["equivalent"]
+        score = f"{100 * c['killed'] / killable:.1f}%" if killable else "-"
+        name = f"`{target}`" if target != "total" else "**total**"
+        rows.append(f"| {name} | {len(ms)} | " + " | ".join(str(c[col]) for col in cols) + f" | {score} |")
+    return rows
+
+
+def _diff_cell(m: Mutant) -> str:
+    def code(lines: tuple[str, ...]) -> str:
+        return " / ".join(f"`{line.strip().replace('|', '¦')}`" for line in lines) or "(nothing)"
+    return f"{code(m.removed)} → {code(m.added)}"
+
+
+def _passes_table(passes: list[Pass]) -> list[str]:
+    rows = ["| pass | isolation | tests | mutants run | decided | killed | wall time | note |",
+            "|---:|---|---|---:|---:|---:|---:|---|"]
+    for i, p in enumerate(passes, 1):
+        codes = p.codes()
+        decided = sum(code is not None for code in codes.values())
+        killed = sum(STATUS.get(code) == "killed" for code in codes.values())
+        tests = ", ".join(Path(t).stem.removeprefix("test_") for t in p.tests)
+        rows.append(f"| {i} | {p.isolation} | {tests} | {p.requested} | {decided} | {killed} | "
+                    f"{p.elapsed_s / 60:.1f} min | {p.note} |")
+    return rows
+
+
+def render(mutants: list[Mutant], passes: list[Pass], notes: str = "") -> str:
+    """docs/mutation.md."""
+    c = Counter(m.status for m in mutants)
+    equivalent = [m for m in mutants if m.status == "equivalent"]
+    open_ = [m for m in mutants if m.status in ("survived", "no tests", "suspicious", "timeout", "segfault")]
+    unchecked = [m for m in mutants if m.status == "not checked"]
+    final_tests = passes[-1].tests
+    lines = [
+        "# Mutation score of handgrad",
+        "",
+        "How many planted bugs in handgrad's own code do the suite's fast tests catch? Generated by",
+        "`scripts/mutation.py` (not part of CI); the method and the tool's pitfalls are in that script's docstring.",
+        "",
+        f"- **Tool:** mutmut {MUTMUT_VERSION}: every function becomes a trampoline; one child process per mutant "
+        "runs only the tests that call the mutated function, fastest first, with `-x`.",
+        "- **Mutated:** " + ", ".join(f"`{t}`" for t in TARGETS) + ".",
+        "- **Tests (last pass):** " + ", ".join(f"`{t}`" for t in final_tests) + f", with `{' '.join(PYTEST_ARGS)}`.",
+        "- **Command:** `python scripts/mutation.py` (in a copy under /tmp: "
+        "`nice -n 10 mutmut run --max-children 1`, then a forkserver pass over what it did not kill).",
+        f"- **Time:** {sum(p.elapsed_s for p in passes) / 60:.0f} min wall in {len(passes)} passes, one worker, "
+        "2 cores shared with other jobs.",
+        f"- **Score:** {c['killed']} killed of {len(mutants) - c['equivalent']} non-equivalent mutants "
+        f"({c['equivalent']} shown equivalent below); {len(open_)} open; {len(unchecked)} not checked.",
+        "",
+        *_counts_table(mutants),
+        "",
+        "Score = killed / (mutants - equivalent). *No tests*: no selected test calls the function after import.",
+        "*Not checked*: no pass reached the mutant before the time limit.",
+        "",
+        "## Passes",
+        "",
+        *_passes_table(passes),
+        "",
+        "A kill in any pass stands (later passes only add tests or change the isolation); a mutant's other",
+        "verdicts come from the last pass that decided it.",
+        "",
+    ]
+    if notes:
+        lines += [notes.rstrip(), ""]
+    if open_:
+        lines += ["## Open: survivors not shown equivalent", "",
+                  "| mutant | status | change |", "|---|---|---|"]
+        lines += [f"| `{m.name}` | {m.status} | {_diff_cell(m)} |" for m in open_]
+        lines.append("")
+    if unchecked:
+        per_fn = Counter(f"{m.path}: {m.function}" for m in unchecked)
+        lines += ["## Not checked", ""] + [f"- {k} ({v})" for k, v in sorted(per_fn.items())] + [""]
+    lines += ["## Equivalent mutants, each with its reason", ""]
+    if not equivalent:
+        lines.append("None.")
+    for e in EQUIVALENT:
+        hits = [m for m in equivalent if m.equivalent is e]
+        if not hits:
+            continue
+        ids = ", ".join(f"`{m.name.rsplit('.', 1)[-1]}`" for m in hits)
+        lines.append(f"- `{e.label}` ({len(hits)}: {ids}): e.g. {_diff_cell(hits[0])}.  ")
+        lines.append(f"  {e.reason}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+NOTES = ""
+"""Findings written by hand into the report (what the survivors taught about the case design)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/handgrad-mutation"),
+                    help="where the copy, the scratch venv and mutmut's files go (default %(default)s)")
+    ap.add_argument("--max-children", type=int, default=1, help="mutmut workers (default 1)")
+    ap.add_argument("--tests", nargs="+", default=list(TESTS), help="test files mutmut selects from")
+    ap.add_argument("--passes", default="fork,forkserver",
+                    help="isolation of each pass, in order (default %(default)s): the first runs every mutant, "
+                         "each later one only those not killed yet")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "mutation.md")
+    ap.add_argument("--report-only", action="store_true", help="only rewrite --out from the passes in --workdir")
+    args = ap.parse_args(argv)
+    if args.max_children < 1:
+        ap.error(f"--max-children must be at least 1, got {args.max_children}")
+    isolations = args.passes.split(",")
+    if not isolations or any(i not in ("fork", "forkserver") for i in isolations):
+        ap.error(f"--passes must list fork or forkserver, comma-separated; got {args.passes!r}")
+    tree, venv = args.workdir / "tree", args.workdir / "venv"
+    tests = tuple(args.tests)
+    if not args.report_only:
+        if (args.workdir / "passes.json").exists():
+            ap.error(f"{args.workdir} holds an earlier run; remove it or pass --report-only")
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        print(f"copied {copy_tree(REPO, tree)} files to {tree}")
+        make_venv(venv, tree)
+        write_config(tree, tests)
+        for i, isolation in enumerate(isolations, 1):
+            names = None if i == 1 else open_names(load_passes(args.workdir))
+            set_isolation(tree, isolation, 15.0 if isolation == "fork" else 5.0)
+            log = args.workdir / f"pass-{i}.log"
+            print(f"pass {i} ({isolation}, {'all' if names is None else len(names)} mutants; log: {log})", flush=True)
+            elapsed = run_mutmut(tree, venv, log, args.max_children, names)
+            requested = len(merge(load_passes(args.workdir))) if names is None else len(names)
+            save_pass(args.workdir, tree, Pass(isolation, tests, requested, elapsed, str(args.workdir / f"pass-{i}")))
+    passes = load_passes(args.workdir)
+    if not passes:
+        ap.error(f"no passes recorded in {args.workdir}")
+    mutants = read_results(passes)
+    attach_diffs(mutants, tree, venv)
+    args.out.write_text(render(mutants, passes, NOTES))
+    c = Counter(m.status for m in mutants)
+    print(", ".join(f"{k} {v}" for k, v in sorted(c.items())) + f"; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
