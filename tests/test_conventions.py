@@ -543,3 +543,12 @@ def test_the_command_line_declares_the_same_conventions():
         conventions_from_args(parser.parse_args(["--no-bias", "two"]))
     with pytest.raises(ValueError, match="l2 must be"):
         conventions_from_args(parser.parse_args(["--l2", "-1"]))
+
+
+def test_a_case_is_described_the_way_the_user_receives_it():
+    from handgrad.reference.judge.conventions import describe_user_case
+
+    _, params, X, Y = _case()
+    line = describe_user_case(params, X, Y, CS231N)
+    assert line.startswith("your call: W1 (4, 6), b1 (6,), W2 (6, 3), b2 (3,); X (5, 4); y = [")
+    assert line.endswith("(integer labels)") and str(np.argmax(Y, axis=0).tolist()) in line

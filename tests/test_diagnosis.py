@@ -272,3 +272,8 @@ def test_diagnose_case_computes_its_references(case):
     found = diagnose_case(net, params, X, Y, lambda p, x, y: {k: -v for k, v in net.backward(p, x, y).items()})
     assert causes(found) == ["factor"] and found[0].evidence["factor"] == -1
     assert found[0].to_dict()["cause"] == "factor"
+
+
+def test_a_diagnosis_renders_in_jupyter(case):
+    found = run(case, {k: -v for k, v in case[4].items()})
+    assert found[0]._repr_markdown_().startswith("**Likely cause** (factor): every tensor")

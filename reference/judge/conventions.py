@@ -72,6 +72,7 @@ __all__ = [
     "check_oracles_support",
     "conventions_from_args",
     "declared_loss",
+    "describe_user_case",
     "from_user_data",
     "from_user_grads",
     "from_user_params",
@@ -892,3 +893,18 @@ def conventions_from_args(ns: Any) -> Conventions:
                        grad_names=_names_option("--grad-names", ns.grad_names), no_bias=no_bias,
                        labels=ns.labels, flat_targets=ns.flat_targets, reduction=ns.reduction, half=ns.half,
                        l2=ns.l2, l2_half=ns.l2_half, l2_biases=ns.l2_biases)
+
+
+def describe_user_case(params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray, conv: Conventions) -> str:
+    """One line for a report: the case's shapes and labels as the user's code receives them, e.g.
+    ``your call: W1 (4, 6), b1 (6,), W2 (6, 3), b2 (3,); X (5, 4); y = [0, 2, 1, 1, 0] (integer labels)``."""
+    pu, Xu, Yu = to_user(params, X, Y, conv)
+    names = _names(conv, _depth(params))
+    shapes = ", ".join(f"{_show(p)} {_get(pu, p).shape}" for p in names.values())  # type: ignore[union-attr]
+    if conv.labels == "integer":
+        labels = f"y = {Yu.tolist()} (integer labels)"
+    elif Yu.size <= 12:
+        labels = f"Y {Yu.shape} = {np.array2string(Yu, separator=', ', precision=4).replace(chr(10), '')}"
+    else:
+        labels = f"Y {Yu.shape} ({conv.labels})"
+    return f"your call: {shapes}; X {Xu.shape}; {labels}"

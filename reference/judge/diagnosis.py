@@ -81,6 +81,10 @@ class Diagnosis:
                 "evidence": {k: (float(v) if isinstance(v, np.floating | np.integer) else v)
                              for k, v in self.evidence.items()}}
 
+    def _repr_markdown_(self) -> str:
+        nums = ", ".join(f"{k} {_fmt(v)}" for k, v in self.evidence.items())
+        return f"**Likely cause** ({self.cause}): {self.sentence}" + (f" *[{nums}]*" if nums else "")
+
     def __str__(self) -> str:
         return self.text()
 
