@@ -157,9 +157,11 @@ def test_long_allows_a_large_run_and_estimates_it() -> None:
 
 # -- the progress bar's labels ---------------------------------------------------------------------
 
-def test_progress_labels_tell_fused_from_unfused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_labels_tell_fused_from_unfused(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The bce pool has tanh/sigmoid twice, fused and unfused: the bar names them apart, as the
-    certificates do."""
+    certificates do (on a terminal wide enough that the bar's line is not cut)."""
+    monkeypatch.setenv("COLUMNS", "200")
     assert main(["certify", "--losses", "bce", "--examples", "1", "--no-report", "--progress",
                  "--oracles", "sympy,jax"]) == 0
     import re
