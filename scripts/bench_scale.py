@@ -158,6 +158,27 @@ def throughput(sizes: tuple[int, ...], cases: int = 20) -> dict[str, Any]:
     return out
 
 
+def paired(sizes: tuple[int, ...], pairs: int) -> list[tuple[float, float]]:
+    """Alternate one scale-path case and one slow-mode gradcheck on the same net, ``pairs`` times:
+    the ratio pair by pair holds when the shared machine's speed drifts."""
+    import torch
+
+    torch.set_num_threads(1)
+    net, params, X, Y = _case(sizes)
+    scale_referee(net, params, X, Y, net.backward)
+    flat = [torch.tensor(params[k], requires_grad=True) for k in net.param_names]
+    loss = _torch_loss(torch, net.depth, X, Y)
+    out = []
+    for _ in range(pairs):
+        a, _ = _timed(lambda: scale_referee(net, params, X, Y, net.backward))
+        b, ok = _timed(lambda: torch.autograd.gradcheck(loss, tuple(flat)))
+        assert ok
+        out.append((a, b))
+        print(f"- pair at {'-'.join(map(str, sizes))}: scale path {a:.3f} s, gradcheck {b:.1f} s, ratio {b / a:.0f}x",
+              flush=True)
+    return out
+
+
 def fit_costs(rows: list[dict[str, Any]]) -> dict[str, float]:
     r"""Calibrate :class:`~handgrad.reference.judge.scale.CostModel` from this run.
 
@@ -180,6 +201,8 @@ def fit_costs(rows: list[dict[str, Any]]) -> dict[str, float]:
     scale = np.array([r["scale"] for r in rows])
     A_fit = np.array([[w["direction"], w["budget"], 1.0] for w in works]) / scale[:, None]
     coef, _ = nnls(A_fit, rest / scale)
+    reference = scale.calibrate().mac / scale.COSTS.mac * scale._REFERENCE_SECONDS
+    print(f"- calibration workload now: {reference:.3f} s (the costs below go with it)")
     return {"mac": mac, "entry": entry, "direction": float(coef[0]), "budget": float(coef[1]), "case": float(coef[2])}
 
 
@@ -234,7 +257,11 @@ def main() -> None:
     parser.add_argument("--json", default="")
     parser.add_argument("--slow-limit", type=float, default=120.0)
     parser.add_argument("--fit-only", default="", help="refit the costs from a --json file of an earlier run")
+    parser.add_argument("--pairs", type=int, default=0, help="only alternate scale path / gradcheck at 64-256-128-10")
     args = parser.parse_args()
+    if args.pairs:
+        paired((64, 256, 128, 10), args.pairs)
+        return
     if args.fit_only:
         with open(args.fit_only) as fh:
             print(fit_costs(json.load(fh)))

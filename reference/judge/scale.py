@@ -72,8 +72,9 @@ __all__ = [
     "scale_work",
 ]
 
-SCALE_MIN_PARAMS = 5_000
-"""Above this many parameters the scale path is the faster one (measured: ``docs/bench_scale.md``)."""
+SCALE_MIN_PARAMS = 1_000
+"""Above this many parameters the scale path is the faster one: both take ~0.05 s at 525, the
+scale path 4x less at 4,961 and 23x less at 50,826 (``docs/bench_scale.md``)."""
 
 _U64 = 2.0**-53
 _RECHECK_LIMIT = 32
@@ -443,14 +444,14 @@ class CostModel:
     node of its derivative DAG (once per architecture).
     """
 
-    mac: float = 1.6e-10
-    entry: float = 1.2e-8
-    direction: float = 2.5e-5
-    budget: float = 4.0e-8
-    jax_compile: float = 0.35
+    mac: float = 2.7e-10
+    entry: float = 4.6e-8
+    direction: float = 5.9e-5
+    budget: float = 2.5e-6
+    jax_compile: float = 1.5
     jax_compile_per_param: float = 2.0e-6
     jax_run: float = 1.0e-8
-    case: float = 2.0e-3
+    case: float = 0.042
     fd_elementwise: float = 6.0e-9
     sympy_node: float = 5.0e-5
 
@@ -460,10 +461,14 @@ class CostModel:
 
 
 COSTS = CostModel()
-"""The costs measured for ``docs/bench_scale.md`` (see there for the fit)."""
+"""Fitted by ``scripts/bench_scale.py`` (``fit_costs``: mac and entry from micro-benchmarks, the rest by
+non-negative least squares on the five sizes; within 15% of every measured scale-path case there,
+within 2.5x for the elementwise path). Scale it to another machine with :func:`calibrate`."""
 
-_REFERENCE_SECONDS = 0.02
-"""The calibration workload's time on the reference machine."""
+_REFERENCE_SECONDS = 0.10
+"""The calibration workload's time (best of 7) on the reference machine, measured under the same
+shared load as the fit of :data:`COSTS` (load average ~10 on 2 cores; an idle core runs it ~5x
+faster, and :func:`calibrate` scales every cost down accordingly)."""
 
 
 def calibrate(clock: Callable[[], float] = time.perf_counter, repeats: int = 3) -> CostModel:
