@@ -281,3 +281,13 @@ def test_long_run_warning_above_the_threshold_only():
     text = scale.long_run_warning((784, 256, 128, 10), 30, 4, costs=slow)
     assert text is not None and "784-256-128-10 over 30 cases" in text and "--yes" in text
     assert scale.long_run_warning((784, 256, 128, 10), 30, 4, costs=slow, threshold=1e9) is None
+
+
+def test_direction_set_dots_match_each_direction():
+    net, params, X, Y = _case((7, 5, 3), "tanh", "squared_error", 9)
+    g = net.backward(params, X, Y)
+    dirs = scale.plan_directions(net, np.random.default_rng(4))
+    dirs += D.row_directions(net, np.random.default_rng(5), ["W1"])[0].halves()
+    dset = D.DirectionSet(dirs)
+    assert np.allclose(dset.dots(g), [d.dot(g) for d in dirs], rtol=1e-13, atol=1e-300)
+    assert np.allclose(dset.dots(g, absolute=True), [d.abs_dot(g) for d in dirs], rtol=1e-13, atol=1e-300)

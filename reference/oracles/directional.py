@@ -313,18 +313,24 @@ class DirectionSet:
         for k, d in enumerate(self.directions):
             for p in d.parts:
                 by.setdefault(p.tensor, []).append((k, p))
-        self._flat = {t: (np.concatenate([np.full(p.weights.size, k) for k, p in items]),
-                          np.concatenate([p.rows for _, p in items]),
-                          np.concatenate([p.cols for _, p in items]),
-                          np.concatenate([p.weights for _, p in items])) for t, items in by.items()}
+        self._flat = {}
+        for t, items in by.items():
+            seg = np.repeat(np.array([k for k, _ in items]), [p.weights.size for _, p in items])
+            ncols = 1 + max(int(p.cols.max(initial=0)) for _, p in items)
+            flat = np.concatenate([p.rows * ncols + p.cols for _, p in items])
+            w = np.concatenate([p.weights for _, p in items])
+            self._flat[t] = (seg, flat, ncols, w, np.abs(w))
         self.sizes = np.array([d.size for d in self.directions], dtype=np.float64)
 
     def dots(self, grads: Mapping[str, np.ndarray], absolute: bool = False) -> np.ndarray:
         r""":math:`d_k\cdot g` for every k, or :math:`\sum_e |d_{k,e}||g_e|` with ``absolute``."""
         out = np.zeros(self.K)
-        for t, (seg, rows, cols, w) in self._flat.items():
-            g = np.asarray(grads[t], dtype=np.float64)[rows, cols]
-            out += np.bincount(seg, weights=(np.abs(w) * np.abs(g)) if absolute else w * g, minlength=self.K)
+        for t, (seg, flat, ncols, w, aw) in self._flat.items():
+            arr = np.asarray(grads[t], dtype=np.float64)
+            if arr.shape[1] != ncols:  # a tensor whose last columns no direction touches
+                arr = arr[:, :ncols]
+            g = arr.ravel().take(flat)
+            out += np.bincount(seg, weights=(aw * np.abs(g)) if absolute else w * g, minlength=self.K)
         return out
 
 
