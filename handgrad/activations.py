@@ -85,6 +85,7 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 def _erfc(x: np.ndarray) -> np.ndarray:
     """erfc elementwise, see :func:`_erf`."""
+    x = np.asarray(x)
     if x.dtype == object:
         return _erfc_obj(x)
     if x.size == 0:
@@ -103,7 +104,7 @@ class _NumpyOps:
     tanh = staticmethod(np.tanh)
     sqrt = staticmethod(np.sqrt)
     erf = staticmethod(_erf)
-    erfc = staticmethod(lambda x: _erfc(np.asarray(x)))
+    erfc = staticmethod(_erfc)
     where = staticmethod(np.where)
 
     @staticmethod

@@ -128,3 +128,13 @@ def test_softmax_vjp_is_jacobian_transpose_product(z: list[float], g: int) -> No
     J = np.diag(a[:, 0]) - a @ a.T  # da_i/dz_j = a_i (delta_ij - a_j), written out in full
     np.testing.assert_allclose(sm.backward(zc, a, gv), J.T @ gv, rtol=1e-12, atol=1e-15)
     assert abs(a.sum() - 1) < 1e-15 * len(z) * 4
+
+
+def test_numpy_ops_erf_and_erfc_take_python_scalars_and_arrays_alike() -> None:
+    import math
+
+    from handgrad import NUMPY_OPS
+
+    for f, ref in ((NUMPY_OPS.erf, math.erf), (NUMPY_OPS.erfc, math.erfc)):
+        assert float(f(0.5)) == ref(0.5)
+        assert f(np.array([0.5, -2.0])).tolist() == [ref(0.5), ref(-2.0)]
