@@ -68,6 +68,7 @@ def test_one_tensor_times_m(case):
 @pytest.mark.parametrize(("factor", "words"), [
     (-1.0, "sign is flipped"), (0.5, "half=True"), (2.0, "factor 2 counted twice"),
     (1 / M, "mean taken twice"), (1 / (2 * M), "reduction='mean_all'"),
+    (M / 2, "reduction='sum' and half=True"), (2 * M, "a sum over the batch and a factor 2"),
 ])
 def test_the_other_factors(case, factor, words):
     g = case[4]

@@ -23,7 +23,7 @@ The hypotheses, in the order they are reported:
 1. ``dtype``: a tensor returned in another dtype than the inputs (a fact), with whether the values
    agree to that dtype's precision (the budget rescaled by :math:`(u_h + u_{64})/(u_{in} + u_{64})`).
 2. ``factor``: one tensor, several, or all off by one common factor from a small set: m (N), 1/m,
-   2, 1/2, -1, the output width n_L and 1/n_L, m n_L and 1/(m n_L).
+   2, 1/2, -1, m/2, 2m, the output width n_L and 1/n_L, m n_L and 1/(m n_L).
 3. ``l2``: every weight gradient off by :math:`\pm c W` (a penalty missing, doubled, or present but
    not declared; c from the declared ``l2`` or estimated by weighted least squares over every weight
    element and shown).
@@ -240,6 +240,11 @@ def _factor_candidates(c: _Case) -> list[tuple[Fraction, str, str]]:
         (Fraction(1, n), "1/n_L",
          "a mean over the outputs as well, as PyTorch's MSELoss takes: declare reduction='mean_all'"
          if conv.reduction != "mean_all" else "the mean over the outputs taken twice"),
+        (Fraction(m, 2), f"{b}/2",
+         "a sum over the batch and the 1/2 of (y_hat - y)^2 (declare reduction='sum' and half=True if that "
+         "is your loss)" if mean and se and not conv.half else "a sum and a factor 1/2 where neither is declared"),
+        (Fraction(2 * m), f"2 {b}",
+         "a sum over the batch and a factor 2 too many" if mean else "a factor 2 m too many"),
         (Fraction(m * n), f"{b} n_L",
          "a sum over the batch and the outputs where the mean over both is declared"
          if conv.reduction == "mean_all" else "sums where means are expected"),
