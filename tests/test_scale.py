@@ -291,3 +291,19 @@ def test_direction_set_dots_match_each_direction():
     dset = D.DirectionSet(dirs)
     assert np.allclose(dset.dots(g), [d.dot(g) for d in dirs], rtol=1e-13, atol=1e-300)
     assert np.allclose(dset.dots(g, absolute=True), [d.abs_dot(g) for d in dirs], rtol=1e-13, atol=1e-300)
+
+
+def test_an_oracle_that_declines_makes_the_case_inconclusive():
+    net, params, X, Y = _case((3, 4, 2), "sigmoid", "squared_error", 8)
+    oracle = get_jax_oracle(net)
+
+    def overflow(p, x, y):
+        raise ArithmeticError("JAX: the loss is inf")
+
+    oracle.grads = overflow  # type: ignore[method-assign]
+    try:
+        report = scale_referee(net, params, X, Y, net.backward)
+    finally:
+        del oracle.grads
+    assert report.verdict == "inconclusive"
+    assert report.notes[-1] == "a reference could not be computed: ArithmeticError: JAX: the loss is inf"
