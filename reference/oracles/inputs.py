@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from handgrad import Network
-from handgrad.notation import element_name  # noqa: F401  (the referee still imports it from here)
 from handgrad.validation import check_array
 
 __all__ = [
