@@ -38,11 +38,11 @@ def test_console_script_help() -> None:
     assert exe is not None, "the handgrad console script is not installed (pip install -e .)"
     run = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
-    for cmd in ("certify", "derive", "prove", "demo"):
+    for cmd in ("certify", "derive", "handout", "prove", "demo"):
         assert cmd in run.stdout
 
 
-@pytest.mark.parametrize("cmd", ["certify", "derive", "prove", "demo"])
+@pytest.mark.parametrize("cmd", ["certify", "derive", "handout", "prove", "demo"])
 def test_subcommand_help_has_examples(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([cmd, "--help"]) == 0
     out = capsys.readouterr().out
@@ -250,11 +250,11 @@ def test_derive_article_weight_as_text(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_derive_latex_and_all(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*ARTICLE, "--weight", "w_{11}^{(3)}", "--latex"]) == 0
+    assert main([*ARTICLE, "--weight", "w_{11}^{(3)}", "--latex", "--expanded"]) == 0
     tex = capsys.readouterr().out.splitlines()
     assert tex[0].startswith("% ") and tex[1].startswith("% ")
-    assert tex[2].startswith(r"\frac{\partial L}{\partial w_{11}^{(3)}} = ")
-    assert "x_{31}" in tex[2] and r"\left(1 - \hat y\right)" in tex[2]
+    assert tex[3] == "$$" and tex[4].startswith(r"\frac{\partial L}{\partial w_{11}^{(3)}} = ")
+    assert "x_{31}" in tex[4] and r"\left(1 - \hat y\right)" in tex[4]
     assert main([*ARTICLE]) == 0  # --weight all (the default): 25 parameters, W1, B1, W2, ...
     formulas = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
     assert len(formulas) == 25
@@ -475,3 +475,28 @@ def test_documented_commands_parse() -> None:
     for command in commands:
         argv = shlex.split(command.split("   ")[0].split(" | ")[0])[1:]  # drop "handgrad", a remark, a shell pipe
         build_parser().parse_args(argv)
+
+
+# -- derive --latex and handout: lecture material --------------------------------------------------
+
+def test_derive_latex_is_the_factored_form_in_math_blocks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["derive", "--arch", "2-3-1", "--weight", "w_11^(2)", "--latex"]) == 0
+    out = capsys.readouterr().out
+    assert "$$\n\\frac{\\partial L}{\\partial w_{11}^{(2)}} = 2(\\hat y - y)\\,\\hat y(1-\\hat y)\\,x_{21}\n$$" in out
+    assert main(["derive", "--arch", "2-3-1", "--weight", "w_11^(2)", "--latex", "--expanded"]) == 0
+    expanded = capsys.readouterr().out
+    assert "$$" in expanded and "expanded" in expanded and "\\left(1 - \\hat y\\right)" in expanded
+
+
+def test_derive_expanded_needs_latex(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["derive", "--arch", "2-3-1", "--expanded"]) == 2
+    assert "--expanded goes with --latex" in capsys.readouterr().err
+
+
+def test_handout_command_writes_the_article_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "handout.md"
+    assert main(["handout", "--arch", "2-3-3-1", "--out", str(out)]) == 0
+    root = Path(__file__).resolve().parents[1]
+    assert out.read_text(encoding="utf-8") == (root / "docs" / "handout.md").read_text(encoding="utf-8")
+    assert main(["handout", "--arch", "2-3-3-1", "--loss", "no_such_loss"]) == 2
+    assert "no_such_loss" in capsys.readouterr().err

@@ -1,10 +1,11 @@
-r"""The ``handgrad`` command: certify, derive, prove, demo.
+r"""The ``handgrad`` command: certify, derive, handout, prove, demo.
 
 ::
 
     handgrad certify                      # every registered activation and loss, < 1 minute
     handgrad certify --backward mybp:backward --arch 2-3-3-1 --activation sigmoid --loss squared_error
     handgrad derive --arch 2-3-3-1 --activation sigmoid --weight "w_11^(3)" --latex
+    handgrad handout --arch 2-4-4-1 --activation tanh,tanh,sigmoid --loss bce --lang zh --format tex
     handgrad prove --arch 2-3-3-1 --activation sigmoid
     handgrad demo
 
@@ -36,6 +37,7 @@ from typing import TextIO
 
 import handgrad as hg
 
+from ..docgen.handout_cli import add_handout_parser
 from ..oracles.latex_text import latex_to_text
 from ..oracles.table import MIN_REFERENCES, ORACLES
 from .args import (
@@ -136,7 +138,7 @@ def _arch_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``handgrad`` argument parser (subcommands certify, derive, prove, demo)."""
+    """The ``handgrad`` argument parser (subcommands certify, derive, handout, prove, demo)."""
     parser = _Parser(prog="handgrad", formatter_class=_Formatter,
                      description="Certify hand-written backpropagation against independent oracles "
                                  "(SymPy closed forms, JAX, finite differences).",
@@ -201,8 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default="squared_error", help="registered loss")
     p.add_argument("--weight", default="all", metavar="NAME",
                    help="w_ij^(l) (article, 1-based), W<l>[i,j] / B<l>[i] (code, 0-based), W<l>, or all")
-    p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    p.add_argument("--latex", action="store_true",
+                   help="print LaTeX for lecture notes: $$ blocks, long formulas broken into aligned lines, the "
+                        "article's factored chain-rule form (checked exactly before it is printed)")
+    p.add_argument("--expanded", action="store_true",
+                   help="with --latex: the SymPy oracle's expanded closed form instead of the factored form")
     p.set_defaults(func=_cmd_derive)
+
+    add_handout_parser(sub)
 
     p = sub.add_parser("prove", formatter_class=_Formatter, epilog=_PROVE_EPILOG,
                        help="exact certificate: handgrad's backward equals the derivative, as formulas",
@@ -237,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _prog(argv: Sequence[str]) -> str:
     """``handgrad`` and the subcommand named in ``argv`` (for error messages)."""
-    cmd = next((a for a in argv if a in ("certify", "derive", "prove", "demo")), None)
+    cmd = next((a for a in argv if a in ("certify", "derive", "prove", "demo", "handout")), None)
     return "handgrad" if cmd is None else f"handgrad {cmd}"
 
 
@@ -277,7 +285,7 @@ def _dispatch(argv: list[str], out: TextIO, err: TextIO) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("handgrad: error: choose a command: certify, derive, prove or demo "
+            raise UsageError("handgrad: error: choose a command: certify, derive, handout, prove or demo "
                              "(see 'handgrad --help')")
         args.argv = argv
         return int(args.func(args, out, err))

@@ -24,6 +24,10 @@ def _cmd_derive(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _imports(args)
     net = _network(args, fuse=not args.no_fuse)
     selected = parse_weight(args.weight, net.sizes)
+    if args.expanded and not args.latex:
+        raise UsageError("--expanded goes with --latex (the plain-text form is always the expanded one)")
+    if args.latex:
+        return _derive_latex(net, selected, args, out, err)
     from ..oracles.sympy_oracle import get_sympy_oracle
 
     try:
@@ -46,6 +50,22 @@ def _cmd_derive(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"{_article_name(name, i, j)} (LaTeX): {tex}", file=out)
         else:
             print(text, file=out)
+    return 0
+
+
+def _derive_latex(net: hg.Network, selected: list[tuple[str, tuple[int, int]]], args: argparse.Namespace,
+                  out: TextIO, err: TextIO) -> int:
+    """``derive --latex``: lecture-ready LaTeX (docgen.derive_format), with a progress line on stderr."""
+    from ..docgen.derivation import DerivationError
+    from ..docgen.derive_format import format_derivation
+
+    try:
+        out.write(format_derivation(net, selected, expanded=args.expanded, progress=err))
+    except DerivationError as exc:
+        print(f"handgrad derive: a generated formula failed its exact check: {exc}", file=err)
+        return 1
+    except ValueError as exc:  # SympyTooLarge and other nets beyond the display
+        raise UsageError(" ".join(str(exc).split())) from None
     return 0
 
 

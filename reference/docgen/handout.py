@@ -35,6 +35,7 @@ from handgrad.notation import element_name
 
 from ..proofs import prove_activation, prove_fused_rule, prove_layer_rules, prove_network
 from .derivation import Derivation, DerivationError, Formula, LocalRule, UnsupportedNetwork
+from .handout_cli import FORMATS, LANGUAGES  # one definition, where parsing stays light
 from .latex import break_formula
 
 __all__ = [
@@ -57,9 +58,6 @@ __all__ = [
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 HANDOUT_PATH = DOCS / "handout.md"
 """The article's page (English, Markdown)."""
-
-LANGUAGES = ("en", "zh")
-FORMATS = ("md", "tex")
 
 TEX_WIDTH = 100
 """Characters of LaTeX per line of a broken formula in the .tex handouts."""

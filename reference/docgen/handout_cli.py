@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import handgrad as hg
 
-from .derivation import UnsupportedNetwork
-from .handout import FORMATS, LANGUAGES, HandoutError, HandoutSpec, render
+if TYPE_CHECKING:
+    from .handout import HandoutSpec
+
+# Parsing the arguments stays light (``handgrad --help`` imports neither SymPy nor SymEngine):
+# the generator is imported when the command runs.
+LANGUAGES = ("en", "zh")
+FORMATS = ("md", "tex")
 
 __all__ = ["add_handout_parser", "parse_arch", "run_handout", "spec_from_args"]
 
@@ -65,6 +70,8 @@ def parse_arch(text: str) -> tuple[int, ...]:
 
 def spec_from_args(args: argparse.Namespace) -> HandoutSpec:
     """The :class:`HandoutSpec` the arguments ask for (``ValueError`` naming the bad argument)."""
+    from .handout import HandoutSpec
+
     sizes = parse_arch(args.arch)
     acts = [a.strip() for a in str(args.activation).split(",") if a.strip()]
     depth = len(sizes) - 1
@@ -83,6 +90,9 @@ def spec_from_args(args: argparse.Namespace) -> HandoutSpec:
 
 def run_handout(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run ``handgrad handout``: 0 written, 2 bad arguments or unsupported net, 1 a check failed."""
+    from .derivation import UnsupportedNetwork
+    from .handout import HandoutError, render
+
     try:
         spec = spec_from_args(args)
     except (ValueError, TypeError, KeyError) as exc:
