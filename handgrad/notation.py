@@ -89,11 +89,13 @@ def code_name(tensor: str, index: Sequence[int]) -> str:
 
 
 def element_label(tensor: str, index: Sequence[int]) -> str:
-    """Both names, code first: ``"W1[0, 12] (w_1,13^(1))"``; a tensor that is not one of the
-    article's parameters (an optimizer's state, a user's name) gets its code name alone."""
-    if is_parameter_name(tensor) and len(index) == 2:
+    """Both names, code first: ``"W1[0, 12] (w_1,13^(1))"``; an element that is not one of the
+    article's (an optimizer's state, a user's name, a key ``B1`` whose index is not ``(i, 0)``) gets
+    its code name alone."""
+    try:
         return f"{code_name(tensor, index)} ({element_name(tensor, index)})"
-    return code_name(tensor, index)
+    except NotationError:  # not one of the article's elements (a name or an index shape of its own)
+        return code_name(tensor, index)
 
 
 _ARTICLE = re.compile(r"""

@@ -46,6 +46,8 @@ def test_bias_and_non_parameter_labels() -> None:
     assert parse_element("b_{12}^{(2)}") == ("B2", (11, 0))
     assert parse_element("B2[4]") == ("B2", (4, 0))
     assert element_label("mu", (0, 1)) == "mu[0, 1]"
+    assert element_label("B1", (0, 1)) == "B1[0, 1]"  # a key that only looks like a bias
+    assert element_label("W1", (0, 1, 2)) == "W1[0, 1, 2]"
 
 
 @pytest.mark.parametrize("text", ["w_113^(1)", "w_1^(1)", "b_1,2^(1)", "W1[3]", "v_12^(1)", "w_01^(1)", "W0[0, 0]"])

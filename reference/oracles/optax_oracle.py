@@ -64,7 +64,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
-from handgrad.notation import NotationError, code_name, element_label  # noqa: E402
+from handgrad.notation import element_label  # noqa: E402
 from handgrad.optim import Optimizer, apply_updates  # noqa: E402
 from handgrad.validation import check_positive_int  # noqa: E402
 
@@ -380,17 +380,8 @@ def certify_optimizer(opt: Optimizer, params0: Mapping[str, np.ndarray],
     return OptimizerReport(opt.name, len(grads), r, worst, mismatches)
 
 
-def _label(key: str, index: tuple[int, ...]) -> str:
-    """:func:`handgrad.notation.element_label`; the code name alone where a key only looks like an
-    article tensor (an optimizer's params may be any arrays, e.g. a ``B1`` of shape (1, 2))."""
-    try:
-        return element_label(key, index)
-    except NotationError:
-        return code_name(key, index)
-
-
 def _labels(keys: Sequence[str], shapes: Sequence[tuple[int, ...]]) -> list[str]:
     out = []
     for k, s in zip(keys, shapes, strict=True):
-        out.extend(_label(k, tuple(int(i) for i in idx)) for idx in np.ndindex(*s))
+        out.extend(element_label(k, tuple(int(i) for i in idx)) for idx in np.ndindex(*s))
     return out
