@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from handgrad import Network, Params
+from handgrad import NUMPY_OPS, Network, Params
 from handgrad.notation import element_name
 from handgrad.validation import check_real
 
@@ -68,6 +68,8 @@ from .running_error import (
     _gamma,
     _lift,
 )
+
+FOLLOWS_DECLARED_LOSS = True  # Note [Declared loss] (judge/conventions.py): reduction and penalty followed
 
 __all__ = [
     "H0_CENTRAL",
@@ -153,6 +155,7 @@ class _Arch(NamedTuple):
     elementwise: list[bool]
     per_sample: Callable[[Any, Any, Any, Any], Any]  # (z_last, a_last, Y, ops) -> (1, cols)
     label: str
+    batch_sum: bool = False  # Note [Declared loss]: the batch loss is the sum, not the mean
 
 
 def _arch(net: Network) -> _Arch:
@@ -170,7 +173,8 @@ def _arch(net: Network) -> _Arch:
 
     return _Arch(net.sizes, net.param_names, [a.definition for a in net.activations],
                  [tuple(float(k) for k in a.kinks) for a in net.activations],
-                 [a.elementwise for a in net.activations], per_sample, net.describe())
+                 [a.elementwise for a in net.activations], per_sample, net.describe(),
+                 getattr(net.loss, "reduction", "mean") == "sum")
 
 
 def complex_step_supported(net: Network) -> tuple[bool, str]:
@@ -200,16 +204,17 @@ def _per_sample(arch: _Arch, z: Value, a: Value, Y: Value, ops: Any, cols: int) 
     return per
 
 
-def _mean(per: Value, groups: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+def _mean(per: Value, groups: int, m: int, batch_sum: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mean over samples for each group: values ``(groups,)`` and a bound on their error (of the
     imaginary part for the complex step)."""
     v = per.v.reshape(groups, m)
-    mean = v.sum(axis=1) / m
+    d = 1 if batch_sum else m
+    mean = v.sum(axis=1) / d
     if isinstance(per, _CBounded):
         e, part, pm = per.ei.reshape(groups, m), v.imag, mean.imag
     else:
         e, part, pm = per.e.reshape(groups, m), v, mean
-    return mean, (e.sum(axis=1) + _gamma(m - 1) * np.abs(part).sum(axis=1)) / m + U * np.abs(pm)
+    return mean, (e.sum(axis=1) + _gamma(m - 1) * np.abs(part).sum(axis=1)) / d + U * np.abs(pm)
 
 
 def _finish(arch: _Arch, flat: list[np.ndarray], start: int, z: Value, a: Value, Y: Value, ops: Any,
@@ -252,7 +257,7 @@ def _centre(arch: _Arch, flat: list[np.ndarray], X: np.ndarray,
             f"tracker ({exc}); definitions must use only + - * / ** and the ops functions "
             f"(exp, log, log1p, expm1, tanh, erf, erfc, sqrt, where, colsum)"
         ) from exc
-    mean, bound = _mean(per, 1, X.shape[1])
+    mean, bound = _mean(per, 1, X.shape[1], arch.batch_sum)
     assert bound is not None
     return zs, xs, float(mean[0]), float(bound[0])
 
@@ -412,7 +417,7 @@ def _sweep(arch: _Arch, flat: list[np.ndarray], zs: list[_Bounded], xs: list[_Bo
             per, flag = _perturb_layer(arch, flat, zs, xs, Y, l, np.repeat(rows[sl], K), moves, move_err,
                                        base_patterns)
             per_sample[sl] = per.v.reshape(E, K, m)
-            bounds[sl] = _mean(per, E * K, m)[1].reshape(E, K)
+            bounds[sl] = _mean(per, E * K, m, arch.batch_sum)[1].reshape(E, K)
             flags[sl] = flag.reshape(E, K)
         out.append((per_sample, bounds, flags))
     return out
@@ -515,14 +520,50 @@ def fd_grads_unchecked(net: Network, params: Mapping[str, np.ndarray], X: np.nda
     zs, xs, L0, eps0 = _centre_checked(arch, flat, Xf, Yf)
     if chosen == "complex":
         try:
-            return _complex(arch, flat, zs, xs, Yf,
-                            float(_pow2(np.array(h_user))) if h_user is not None else H_COMPLEX)
+            return _with_penalty(net, params, _complex(arch, flat, zs, xs, Yf,
+                                 float(_pow2(np.array(h_user))) if h_user is not None else H_COMPLEX))
         except NonFiniteError:
             # exp of a complex argument beyond ~709.78 gives inf + i inf and then nan, where the
             # real evaluation saturates harmlessly (1/(1 + inf) = 0): central differences may work.
             if method == "complex":
                 raise
-    return _central(arch, flat, zs, xs, Yf, L0, eps0, H0_CENTRAL if h_user is None or chosen == "complex" else h_user)
+    h0 = H0_CENTRAL if h_user is None or chosen == "complex" else h_user
+    return _with_penalty(net, params, _central(arch, flat, zs, xs, Yf, L0, eps0, h0), h0)
+
+
+def _with_penalty(net: Network, params: Mapping[str, np.ndarray], res: FDResult, h0: float | None = None) -> FDResult:
+    """Note [Declared loss]: add the central difference of the declared penalty's terms (the penalty
+    is a sum of elementwise terms, so each element's difference involves its own term only), with its
+    rounding error; the one-sided quotients of kink elements get theirs. ``h0=None``: complex step."""
+    loss = net.loss
+    if not getattr(loss, "has_penalty", False):
+        return res
+    grads, error, left, right = (dict(d) for d in (res.grads, res.error, res.left, res.right))
+    for k in net.param_names:
+        if not loss.penalized(k):
+            continue
+        w = np.asarray(params[k], dtype=np.float64)
+        if h0 is None:
+            t = loss.penalty_terms(w + 1j * H_COMPLEX, None)
+            grads[k] = grads[k] + t.imag / H_COMPLEX
+            error[k] = error[k] + 4 * U * np.abs(t.imag / H_COMPLEX)
+            continue
+        h = _pow2(h0 * np.maximum(1.0, np.abs(w)))
+        wp, wm = w + h, w - h  # the points actually evaluated (w + h may round)
+        tp, tm, t0 = (_lift(loss.penalty_terms(_Bounded(v), _BOUNDED_OPS)) for v in (wp, wm, w))
+        span = wp - wm
+        d = (tp.v - tm.v) / span
+        # The terms are quadratic: the secant through wp, wm has no truncation error beyond the
+        # asymmetry of the rounded points, |(wp - w) - (w - wm)| times the curvature (d / w).
+        curvature = 2 * loss.penalty_terms(np.ones_like(w), NUMPY_OPS)
+        grads[k] = grads[k] + d
+        error[k] = (error[k] + ROUND_SAFETY * (tp.e + tm.e) / span + 2 * U * np.abs(d)
+                    + curvature / 2 * np.abs((wp - w) - (w - wm)))
+        h_left, h_right = w - wm, wp - w
+        kink = res.kink[k]
+        left[k] = np.where(kink, left[k] + (t0.v - tm.v) / h_left, left[k])
+        right[k] = np.where(kink, right[k] + (tp.v - t0.v) / h_right, right[k])
+    return res._replace(grads=grads, error=error, left=left, right=right)
 
 
 def _central(arch: _Arch, flat: list[np.ndarray], zs: list[_Bounded], xs: list[_Bounded], Y: np.ndarray,
@@ -541,7 +582,7 @@ def _central(arch: _Arch, flat: list[np.ndarray], zs: list[_Bounded], xs: list[_
 
     grads, error, kink, left, right, left_err, right_err = [], [], [], [], [], [], []
     for l, (h, (per_sample, bounds, changed)) in enumerate(zip(hs, sweeps, strict=True)):
-        losses = per_sample.sum(axis=2) / m
+        losses = per_sample.sum(axis=2) / (1 if arch.batch_sum else m)
         bad = np.argwhere(~np.isfinite(losses))
         if bad.size:
             raise _nonfinite_element(arch, int(bad[0][0]), l, ("L(w+h)", "L(w-h)", "L(w+2h)", "L(w-2h)")[bad[0][1]])
@@ -582,7 +623,7 @@ def _complex(arch: _Arch, flat: list[np.ndarray], zs: list[_Bounded], xs: list[_
         bad = np.argwhere(~np.isfinite(ps))
         if bad.size:
             raise _nonfinite_element(arch, int(bad[0][0]), l, "L(w + ih)")
-        g = ps.imag.sum(axis=1) / m / h  # h = 2^k: the division is exact
+        g = ps.imag.sum(axis=1) / (1 if arch.batch_sum else m) / h  # h = 2^k: the division is exact
         grads.append(g)
         bound = ROUND_SAFETY * bounds[:, 0] / h
         error.append(np.where(np.isnan(bound), np.inf, bound))  # a bound that could not be formed

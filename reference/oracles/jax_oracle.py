@@ -86,6 +86,8 @@ from .inputs import (
 )
 from .ops import jax_ops
 
+FOLLOWS_DECLARED_LOSS = True  # Note [Declared loss] (judge/conventions.py): reduction and penalty followed
+
 __all__ = [
     "CACHE_SIZE",
     "COMPILER_OPTIONS",
@@ -187,6 +189,11 @@ class JaxOracle:
         fused_definition = rule.definition if rule is not None else None
         loss_definition = net.loss.definition
         depth = net.depth
+        # Note [Declared loss] (judge/conventions.py): the batch reduction and the penalty are part of
+        # the loss the user declared; this oracle differentiates them like the rest.
+        batch_sum = getattr(net.loss, "reduction", "mean") == "sum"
+        penalty = net.loss.penalty if getattr(net.loss, "has_penalty", False) else None
+        names = net.param_names
 
         def objective(flat: list[Any], X: Any, Y: Any, mask: Any) -> tuple[Any, tuple[Any, list[Any]]]:
             a = X
@@ -200,7 +207,12 @@ class JaxOracle:
             else:
                 per_sample = loss_definition(a, Y, ops)
             per_sample = jnp.reshape(per_sample, mask.shape)
-            return jnp.sum(per_sample * mask) / jnp.sum(mask), (a, zs)
+            value = jnp.sum(per_sample * mask)
+            if not batch_sum:
+                value = value / jnp.sum(mask)
+            if penalty is not None:
+                value = value + penalty(dict(zip(names, flat, strict=True)), ops)[0, 0]
+            return value, (a, zs)
 
         # Layers (and the loss head) whose JAX derivative may silently lose terms at large |z|.
         # With a fused rule the last activation only feeds the forward output, never the loss.

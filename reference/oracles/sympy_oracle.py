@@ -69,6 +69,8 @@ from .sympy_codegen import _EVAL_DTYPE, _mp_to_eval, _mp_to_float, _Program, _Pr
 from .sympy_composite import _build, _ExprArray, _FromSymengine, _make_symbols
 from .sympy_display import _display
 
+FOLLOWS_DECLARED_LOSS = True  # Note [Declared loss] (judge/conventions.py): reduction and penalty followed
+
 __all__ = [
     "CACHE_SIZE",
     "SYMPY_HARD_NODES",
@@ -244,6 +246,17 @@ class SympyOracle:
         inputs = self._param_syms + list(sym["X"].ravel()) + list(sym["Y"].ravel())
         self._se_inputs = [se.Symbol(s.name) for s in inputs]
         self._se_grads = [comp.loss.diff(s) for s in self._se_inputs[:len(self._param_syms)]]
+        # Note [Declared loss] (judge/conventions.py): the batch reduction and the penalty the user
+        # declared; the penalty is differentiated symbol by symbol like the composite.
+        self._batch_sum = getattr(net.loss, "reduction", "mean") == "sum"
+        self._penalty_np: Callable[..., Any] | None = None
+        if getattr(net.loss, "has_penalty", False):
+            from .ops import SYMPY_OPS
+
+            pen = se.sympify(net.loss.penalty({k: sym[k] for k in net.param_names}, SYMPY_OPS)[0, 0])
+            n_par = len(self._param_syms)
+            self._penalty_np = _Program([pen.diff(s) for s in self._se_inputs[:n_par]], self._se_inputs,
+                                        max_nodes=SYMPY_HARD_NODES).compile("np")
         self.timings["diff"] = lap()
         try:
             self._grad_program = _Program(self._se_grads, self._se_inputs, max_nodes=SYMPY_HARD_NODES)
@@ -469,7 +482,11 @@ class SympyOracle:
         """:meth:`grads` without validating the case: for a caller that has (the referee runs
         ``net.check_batch`` once per case); a bad case gives numpy errors or wrong values."""
         vals = self._values("grad", params, X, Y)
-        return self._unflatten(np.mean(vals, axis=1).astype(np.float64))
+        flat = np.sum(vals, axis=1) if self._batch_sum else np.mean(vals, axis=1)
+        if self._penalty_np is not None:
+            inputs, m = self._inputs(params, X, Y, _EVAL_DTYPE)
+            flat = flat + self._run_np(self._penalty_np, len(self._param_syms), inputs, m)[:, 0]
+        return self._unflatten(flat.astype(np.float64))
 
     def grads_mp(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
                  dps: int = 40) -> Params:
