@@ -49,11 +49,14 @@ ORACLE_TABLE: Mapping[str, OracleEntry] = MappingProxyType({
                     "jax.grad of an independent jax.numpy forward"),
         OracleEntry("fd", "finite differences", f"{_PKG}.finite_diff:fd_grads_unchecked",
                     "central or complex-step differences of a third forward, with error bounds"),
+        OracleEntry("mp", "mpmath", f"{_PKG}.mp_oracle:mp_grads_unchecked",
+                    "forward-mode dual numbers over the definitions at 50+ digits (small nets)"),
     )
 })
 
-ORACLES: tuple[str, ...] = tuple(ORACLE_TABLE)
-"""Every oracle's name, in the order the referee consults them."""
+ORACLES: tuple[str, ...] = tuple(n for n in ORACLE_TABLE if n != "mp")
+"""The oracles the referee consults by default, in order. ``"mp"`` (high precision, small nets,
+~0.1-1 s a case) is consulted when named, or for cases outside ``mp_oracle.float64_domain``."""
 
 MIN_REFERENCES = 2
 """A certificate needs every element compared with at least this many independent references."""
