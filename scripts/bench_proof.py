@@ -34,6 +34,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -178,11 +179,11 @@ def load_before(rev: str) -> types.ModuleType:
     return module
 
 
-def compare(rev: str, repeat: int) -> list[dict]:
-    """Today's prove_network against ``rev``'s, alternately, on the MNIST-sized nets (sigmoid, relu)."""
+def compare(rev: str, repeat: int, archs: list[tuple[int, ...]]) -> list[dict]:
+    """Today's prove_network against ``rev``'s, alternately, on the given nets (sigmoid, relu)."""
     before = load_before(rev)
     out = []
-    for sizes in MNIST:
+    for sizes in archs:
         for act in ("sigmoid", "relu"):
             net = hg.Network(sizes, act, "squared_error")
             old_s, new_s = [], []
@@ -223,6 +224,10 @@ def plot(res: dict) -> None:
     if res["naive"]:
         x, y = zip(*[(r["params"], r["seconds"]) for r in res["naive"]], strict=True)
         ax.plot(x, y, "^-", color="C3", label="naive SymPy diff + expand (measured here)")
+    before = [(c["params"], statistics.median(c["before"])) for c in res.get("compare", []) if c["act"] == "sigmoid"]
+    if before:
+        x, y = zip(*before, strict=True)
+        ax.plot(x, y, "x:", color="0.4", markersize=8, label=f"exact mod-p test at {res['rev']} (before)")
     qx, qy = zip(*NAIVE_QUOTED, strict=True)
     ax.plot(qx, qy, "^:", color="C3", alpha=0.4, label="naive SymPy (issue's figures)")
     for g in res["goals"]:
@@ -251,7 +256,9 @@ def section(res: dict) -> str:
         "composite loss, sigmoid layers, squared error, batch of 2), measured by `python scripts/bench_proof.py` "
         f"on {os.cpu_count()} cores ({platform.machine()}, Python {platform.python_version()}, "
         f"numpy {np.__version__}), one BLAS thread. How the proofs work: "
-        "[exact-certificates.md](exact-certificates.md).",
+        "[exact-certificates.md](exact-certificates.md). Other jobs may share the machine while it runs: "
+        "absolute times then vary by several times between runs (the naive baseline and the symbolic "
+        "method most), which is why the before/after table below times both versions alternately.",
         "",
         "### Goals (`method=\"auto\"`)",
         "",
@@ -292,8 +299,8 @@ def section(res: dict) -> str:
             "",
             f"The same proof (`method=\"auto\"`, batch 2, squared error) by `prove_network` at `{res['rev']}` "
             "(one forward tangent per parameter) and today (one per pre-activation entry, then the chain rule "
-            "at the affine map), run alternately in one process, each timed "
-            f"{len(res['compare'][0]['before'])} times; the ratio is the median of the per-run ratios, so "
+            "at the affine map), run alternately in one process (every run listed); the ratio is the median "
+            "of the per-run ratios, so "
             "that the load of the machine (shared with other jobs) largely cancels.",
             "",
             "| architecture | activation | parameters | before (s) | after (s) | ratio | trials | "
@@ -346,10 +353,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch docs/")
     parser.add_argument("--compare", metavar="REV", help="also time prove_network as of this git revision")
     parser.add_argument("--compare-repeat", type=int, default=2, help="alternating runs per net for --compare")
+    parser.add_argument("--compare-archs", default=",".join(arch(a) for a in MNIST),
+                        help="comma-separated architectures for --compare (default: the MNIST-sized nets)")
+    parser.add_argument("--save", metavar="FILE", help="also write the measurements as JSON")
+    parser.add_argument("--load", metavar="FILE", help="reuse the measurements of an earlier --save instead of "
+                        "re-measuring; --compare rows for other architectures are kept, these re-measured")
     args = parser.parse_args(argv)
-    res = run(args.quick, args.repeat)
+    if args.load:
+        res = json.loads(Path(args.load).read_text(encoding="utf-8"))
+    else:
+        res = run(args.quick, args.repeat)
     if args.compare:
-        res["compare"], res["rev"] = compare(args.compare, args.compare_repeat), args.compare
+        archs = [tuple(int(n) for n in a.split("-")) for a in args.compare_archs.split(",")]
+        kept = [c for c in res.get("compare", []) if c["arch"] not in {arch(a) for a in archs}]
+        res["compare"], res["rev"] = kept + compare(args.compare, args.compare_repeat, archs), args.compare
+    if args.save:
+        Path(args.save).write_text(json.dumps(res, indent=1), encoding="utf-8")
     if not args.no_write:
         plot(res)
         write(res)
