@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -27,16 +27,24 @@ import numpy as np
 
 from handgrad import NUMPY_OPS, Activation, Network
 
-from ..numerics import UNIT_ROUNDOFF, erf, erfc, unit_roundoff
+from ..numerics import U64, UNIT_ROUNDOFF, erf, erfc, unit_roundoff
 
 __all__ = [
     "DEFAULT_POLICY",
+    "LEVELS",
+    "POLICIES",
+    "STRICT_POLICY",
     "UNIT_ROUNDOFF",
     "Budget",
     "TolerancePolicy",
     "error_budget",
+    "prediction_in_domain",
+    "resolve_policy",
     "unit_roundoff",
 ]
+
+LEVELS: tuple[str, ...] = ("textbook", "strict")
+"""The accuracy levels of :class:`TolerancePolicy` (``docs/tolerances.md`` section 8)."""
 
 
 @dataclass(frozen=True)
@@ -49,13 +57,37 @@ class TolerancePolicy:
       kink_margin: a kinked unit whose pre-activation lies within ``kink_margin`` times its own
         error bound of the kink is *ambiguous* (a correct float32 backward may take the other
         branch); the referee reports such cases as inconclusive instead of guessing.
+      level: ``"textbook"`` (the default) allows every computed derivative :math:`f'` an
+        *absolute* error of order :math:`u`, the accuracy of the textbook formulas :math:`a(1-a)`
+        and :math:`1-a^2`; ``"strict"`` caps that allowance at ``relative_share`` times
+        :math:`|f'|` itself, so a derivative set to 0 (clipped) where the true one is not is a
+        mismatch at any threshold.
+      relative_share: under ``"strict"``, the largest relative error of a computed derivative
+        that the budget allows where the absolute allowance would be larger (a clipped derivative
+        has relative error 1).
     """
 
     ops_per_layer: int = 10
     safety: float = 2.0
     kink_margin: float = 4.0
+    level: str = "textbook"
+    relative_share: float = 0.125
+
+    @classmethod
+    def strict(cls) -> TolerancePolicy:
+        """The ``"strict"`` level with the default constants."""
+        return cls(level="strict")
+
+    @classmethod
+    def textbook(cls) -> TolerancePolicy:
+        """The ``"textbook"`` level with the default constants (the default policy)."""
+        return cls()
 
     def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(map(repr, LEVELS))}, got {self.level!r}")
+        if not 0 < self.relative_share < 1:
+            raise ValueError(f"relative_share must be in (0, 1), got {self.relative_share}")
         if self.ops_per_layer < 1:
             raise ValueError(f"ops_per_layer must be >= 1, got {self.ops_per_layer}")
         if not self.safety >= 1:
@@ -68,7 +100,42 @@ class TolerancePolicy:
         return self.safety * (sum(sizes) + m + self.ops_per_layer * len(sizes))
 
 
+    def derivative_term(self, M_g: np.ndarray, A_g: np.ndarray, f1: np.ndarray, u_pair: float,
+                        K: float) -> np.ndarray:
+        r"""The magnitude of :math:`g\odot f'` where :math:`g` has magnitude ``M_g`` (units of
+        :math:`Ku`) and size at most ``A_g``, and :math:`f'` (size ``f1``) is computed.
+
+        ``"textbook"``: :math:`M_g\max(|f'|, 1)` -- the derivative may carry an *absolute* error
+        of order :math:`u`. ``"strict"``: the smaller of that and
+        :math:`M_g|f'| + A_g\min\big(\max(|f'|, 1),\ r|f'|/(u K)\big)` with :math:`r` =
+        ``relative_share`` and :math:`u` = ``u_pair`` (the comparison's unit roundoffs): the
+        derivative's own error may reach the absolute allowance only while that stays below
+        :math:`r|f'|`, so its budget :math:`uK A_g(\ldots)` never exceeds :math:`r|g f'|`.
+        """
+        textbook = M_g * np.maximum(f1, 1.0)
+        if self.level == "textbook":
+            return textbook
+        own = np.minimum(np.maximum(f1, 1.0), f1 * (self.relative_share / (u_pair * K)))
+        return np.minimum(textbook, M_g * f1 + A_g * own)
+
+
 DEFAULT_POLICY = TolerancePolicy()
+STRICT_POLICY = TolerancePolicy.strict()
+POLICIES: Mapping[str, TolerancePolicy] = {"textbook": DEFAULT_POLICY, "strict": STRICT_POLICY}
+"""The named policies: ``policy="strict"`` anywhere a policy is accepted means ``STRICT_POLICY``."""
+
+
+def resolve_policy(policy: TolerancePolicy | str, argument: str = "policy") -> TolerancePolicy:
+    """A :class:`TolerancePolicy` from a policy or a level name (``"textbook"``, ``"strict"``)."""
+    if isinstance(policy, TolerancePolicy):
+        return policy
+    if isinstance(policy, str):
+        if policy not in POLICIES:
+            raise ValueError(f"{argument} must be one of {', '.join(map(repr, POLICIES))} or a TolerancePolicy, "
+                             f"got {policy!r}")
+        return POLICIES[policy]
+    raise TypeError(f"{argument} must be a TolerancePolicy or a level name such as 'strict', "
+                    f"got {type(policy).__name__}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +154,9 @@ class Budget:
     K: float
     kink_units: list[tuple[float, int | None, str]]
     policy: TolerancePolicy = DEFAULT_POLICY
+    reference_magnitude: dict[str, np.ndarray] | None = None
+    """The magnitudes a float64 *reference* (JAX, SymPy) is held to: textbook ones (both use the
+    textbook derivative formulas, absolute accuracy u); None means ``magnitude`` (textbook level)."""
 
     def kink_ambiguous(self, dtype_hand: Any) -> bool:
         """True when a correct backward in ``dtype_hand`` could land on the other side of a kink."""
@@ -102,10 +172,22 @@ class Budget:
         return ""
 
     def against(self, dtype_hand: Any, dtype_ref: Any = np.float64) -> dict[str, np.ndarray]:
-        """Budget of hand (``dtype_hand``) vs a reference computed in ``dtype_ref``."""
-        scale = (unit_roundoff(dtype_hand) + unit_roundoff(dtype_ref)) * self.K
+        """Budget of hand (``dtype_hand``) vs a reference computed in ``dtype_ref``: the hand's
+        share on ``magnitude`` (the policy's level), the reference's on ``reference_magnitude``."""
+        hand, ref = unit_roundoff(dtype_hand) * self.K, unit_roundoff(dtype_ref) * self.K
         floor = self.K * float(np.finfo(np.dtype(dtype_hand)).tiny)
-        return {k: scale * v + floor for k, v in self.magnitude.items()}
+        refs = self.reference_magnitude if self.reference_magnitude is not None else self.magnitude
+        return {k: hand * v + ref * refs[k] + floor for k, v in self.magnitude.items()}
+
+    def against_exact(self, dtype_hand: Any, reference: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        r"""Budget of hand (``dtype_hand``) vs a high-precision reference rounded to float64
+        (:mod:`handgrad.reference.oracles.mp_oracle`): the hand's share :math:`u_d K M` alone, plus
+        the reference's final rounding :math:`u_{64}|g_{\rm ref}|` (its own error before that
+        rounding is below :math:`10^{-30}` relative and is dropped)."""
+        hand = unit_roundoff(dtype_hand) * self.K
+        floor = self.K * float(np.finfo(np.dtype(dtype_hand)).tiny)
+        return {k: hand * v + U64 * np.abs(np.asarray(reference[k], dtype=np.float64)) + floor
+                for k, v in self.magnitude.items()}
 
     def hand_only(self, dtype_hand: Any) -> dict[str, np.ndarray]:
         """The hand side's share alone (added to a finite-difference error estimate)."""
@@ -166,6 +248,45 @@ def _elementwise_derivatives(act: Activation) -> tuple[Callable, Callable]:
     d1 = sp.diff(f, t)
     d2 = sp.diff(d1, t)
     return _lambdify(t, d1), _lambdify(t, d2)
+
+
+_CANCELLED = 2.0**-50
+"""Below this, a longdouble evaluation of a SymPy derivative form (1 - tanh(t)^2) may have lost
+all relative accuracy to cancellation; the strict level re-evaluates such elements in mpmath."""
+
+
+@lru_cache(maxsize=256)
+def _mp_derivative(act: Activation) -> Callable:
+    import sympy as sp
+
+    from ..oracles.ops import SYMPY_OPS
+
+    t = sp.Symbol("t", real=True)
+    return sp.lambdify(t, sp.diff(act.definition(t, SYMPY_OPS), t), modules="mpmath")
+
+
+def _relatively_accurate(act: Activation, z: np.ndarray, f1: np.ndarray) -> np.ndarray:
+    r""":math:`|f'(z)|` with relative accuracy where the longdouble value is below
+    :data:`_CANCELLED`: mpmath at increasing precision until two evaluations agree to 1e-3 (the
+    strict level's budget is proportional to :math:`|f'|`, so an underestimate would be a false
+    alarm); still 0 at 640 digits counts as an exact zero, and an element that never settles keeps
+    the conservative value 1."""
+    import mpmath
+
+    out = np.array(f1, dtype=np.float64)
+    fn = _mp_derivative(act)
+    for idx in np.argwhere(out < _CANCELLED):
+        zi = mpmath.mpf(float(z[tuple(idx)]))
+        dps, prev, value = 40, None, 1.0
+        while dps <= 2560:
+            with mpmath.workdps(dps):
+                cur = abs(fn(zi))
+            if prev is not None and (cur != 0 or dps >= 640) and abs(cur - prev) <= 1e-3 * cur:
+                value = float(cur)  # settled; still 0 at 640 digits: an exact zero (relu below 0)
+                break
+            prev, dps = cur, dps * 2
+        out[tuple(idx)] = value
+    return out
 
 
 @lru_cache(maxsize=256)
@@ -254,12 +375,16 @@ def _abs_jt(a: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
-                 policy: TolerancePolicy = DEFAULT_POLICY) -> Budget:
+                 policy: TolerancePolicy | str = DEFAULT_POLICY) -> Budget:
     """Magnitudes for every gradient element of ``net`` at (params, X, Y); see the module docstring.
 
     All arithmetic here is float64 on float64 copies of the inputs; derivatives come from SymPy
-    differentiating the shared definitions.
+    differentiating the shared definitions. ``policy`` may be a level name (``"strict"``); under
+    ``"strict"`` the magnitudes depend on the hand dtype, read from ``params``.
     """
+    policy = resolve_policy(policy)
+    hand_dtype = np.asarray(params[net.param_names[0]]).dtype
+    u_pair = (unit_roundoff(hand_dtype) if hand_dtype.kind == "f" else U64) + U64
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
@@ -280,6 +405,8 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
         if act.elementwise:
             d1, d2 = _elementwise_derivatives(act)
             f1, f2 = d1(z), d2(z)
+            if policy.level != "textbook":
+                f1 = _relatively_accurate(act, z, f1)
             ma = f1 * mz + np.maximum(np.abs(a), 1.0)
         else:
             # Vector-valued (softmax-like): |J| <= a_i (delta_ij + a_j) column by column.
@@ -318,6 +445,12 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     # explicitly because SymPy may simplify them away (softmax cross-entropy with one output is 0).
     M_delta = (delta + np.einsum("ijs,js->is", Hy, absY + aL) + np.einsum("ijs,js->is", Hz, Mz[-1])
                + (aL * np.sum(absY, axis=0, keepdims=True) + absY) / m)
+    if rule is not None:
+        # A fused rule computes delta from the *computed* output activation (a - y, a sum(y) - y),
+        # so the activation's absolute allowance max(|a|, 1) (the forward's M_a) reaches delta
+        # with coefficient max(sum |y|, 1): a sigmoid written 0.5 (1 + tanh(z / 2)) returns
+        # 1.3e-14 +- 5e-17 at z = -32, an error of 0.03 ulp(1) in a - y.
+        M_delta = M_delta + np.maximum(aL, 1.0) * np.maximum(np.sum(absY, axis=0, keepdims=True), 1.0) / m
     if fa is not None:
         # Unfused: delta = J^T (dl/da), with f' computed to absolute accuracy ~u (see above), and
         # the rounding of a itself moving dl/da by |d2l/da2| |a| (1 - p cancels when p -> 1).
@@ -327,7 +460,8 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
         ha = np.array([[_magnitude(c, (m,)) for c in row] for row in ha_raw]) / m
         sens = ga + np.einsum("ijs,js->is", ha, aL)
         last = net.activations[-1]
-        M_delta = M_delta + (sens * np.maximum(f1s[-1], 1.0) if last.elementwise else _abs_jt(aL, sens))
+        M_delta = M_delta + (policy.derivative_term(sens, ga, f1s[-1], u_pair, K) if last.elementwise
+                             else _abs_jt(aL, sens))
 
     magnitude: dict[str, np.ndarray] = {}
     for l in range(L, 0, -1):
@@ -342,7 +476,7 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
                 f1, f2 = f1s[l - 2], f2s[l - 2]
                 assert f1 is not None and f2 is not None
                 A_delta = A_g * f1
-                M_delta = M_g * np.maximum(f1, 1.0) + A_g * f2 * Mz[l - 2]
+                M_delta = policy.derivative_term(M_g, A_g, f1, u_pair, K) + A_g * f2 * Mz[l - 2]
             else:
                 a = np.abs(acts[l - 1])
                 A_delta = _abs_jt(a, A_g)
@@ -350,5 +484,34 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
                 M_delta = _abs_jt(a, M_g) + 3 * _abs_jt(a, A_g) * np.max(Mz[l - 2], axis=0, keepdims=True)
     ordered = {k: magnitude[k] for k in net.param_names}
     kink_units.sort(key=lambda t: t[0])
-    return Budget(ordered, Ma[-1], K, kink_units, policy)
+    reference = None
+    if policy.level != "textbook":
+        reference = error_budget(net, params, X, Y, replace(policy, level="textbook")).magnitude
+    return Budget(ordered, Ma[-1], K, kink_units, policy, reference)
 
+
+
+def prediction_in_domain(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray,
+                         policy: TolerancePolicy | str = DEFAULT_POLICY) -> bool:
+    r"""True unless an unfused loss on probabilities (BCE, cross-entropy) has a prediction within
+    twice its forward error bound of 0 or 1 *in the hand dtype* (read from ``params``).
+
+    The budget is first order: it holds while the computed prediction :math:`\hat a` is within a
+    fraction of its distance to the loss's singularity. The forward bound
+    :math:`(u_d + u_{64}) K M_a` (:meth:`Budget.forward_budget`) is the most a correct forward can be
+    off, so a prediction closer than twice that to 0 or 1 may round onto it (``log(1 - 1.0)``): in
+    float32 that is :math:`\approx 10^{-5}`, four orders above float64's :math:`10^{-9}` margin
+    (which this check leaves to the domain filter). Fused rules have no singularity: always True.
+    """
+    if net.fused_rule is not None or net.loss.prediction_range != (0.0, 1.0):
+        return True
+    dtype = np.asarray(params[net.param_names[0]]).dtype
+    X64 = np.asarray(X, dtype=np.float64)
+    Y = np.zeros((net.sizes[-1], X64.shape[1]))
+    p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    bound = error_budget(net, {k: np.asarray(v) for k, v in params.items()}, X64, Y, policy).forward_budget(dtype)
+    a = X64
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        for l, act in enumerate(net.activations, start=1):
+            a = np.asarray(act.definition(p64[f"W{l}"] @ a + p64[f"B{l}"], NUMPY_OPS), dtype=np.float64)
+    return bool(np.all((a > 2 * bound) & (1 - a > 2 * bound)))
