@@ -14,7 +14,19 @@ scale          s     typical :math:`|z|`
 ``large``      4     4: curvature matters
 ``saturating`` 30    30: sigmoid/tanh saturate (|z| > 20); the hand derivatives must stay
                      accurate where :math:`a(1-a)` would cancel
+``near_saturating``  4, then rescaled layer by layer so that max :math:`|z|` lands in [8, 20]
 =============  ====  ==================================================================
+
+The case design (issue 10) adds fields to :class:`CaseSpec`, all with defaults that keep an old
+spec building the same arrays: ``labels`` (a label family, :data:`LABEL_KINDS`; ``"mixed"`` is
+the historical mix), ``x_scale`` (X drawn as :math:`\mathcal N(0, x\_scale^2)`), ``x_zeros``
+(about a quarter of X set to exact zeros), ``duplicate`` (the last sample a copy of the first),
+``dyadic`` (first layer and X small multiples of 1/4, the first-layer biases chosen so that every
+unit sits exactly on its activation's kink for one sample: exact in any binary dtype), ``rescale``
+(each layer's W and B scaled down so that :math:`|z| \le` :data:`Z_SAFE`, and the output layer of
+an unfused probability loss so that predictions keep away from 0 and 1: saturating draws are
+brought *into* the oracles' domain instead of rejected) and ``trap`` (the name of the explicit
+case it is, empty for a random draw).
 
 Domain filter (applied by :func:`build_case`, documented so it cannot hide a bug): a draw is
 rejected (``hypothesis.assume``) when a pre-activation exceeds :data:`Z_MAX` = 300 in magnitude --
@@ -26,6 +38,7 @@ definition (the fused rules cover saturation).
 
 from __future__ import annotations
 
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -35,10 +48,28 @@ from handgrad import NUMPY_OPS, Network, Params
 
 from .architecture import Architecture
 
-__all__ = ["SCALES", "Z_MAX", "CaseSpec", "build_case", "in_domain"]
+__all__ = ["LABEL_KINDS", "SCALES", "Z_MAX", "Z_SAFE", "CaseSpec", "build_case", "in_domain", "label_kinds"]
 
-SCALES: dict[str, float] = {"small": 0.3, "unit": 1.0, "large": 4.0, "saturating": 30.0}
+SCALES: dict[str, float] = {"small": 0.3, "unit": 1.0, "large": 4.0, "saturating": 30.0,
+                            "near_saturating": 4.0}
 Z_MAX = 300.0
+Z_SAFE = 250.0
+"""A rescaled layer's largest |z| (inside :data:`Z_MAX` with room for rounding)."""
+NEAR_SATURATING_BAND = (8.0, 20.0)
+
+LABEL_KINDS: dict[str, tuple[str, ...]] = {
+    "unit": ("hard", "soft"),
+    "distribution": ("onehot", "soft", "unnormalized"),
+    "real": ("real",),
+}
+"""Label families per ``Loss.target_kind``: ``hard`` exact 0/1, ``soft`` strictly inside (0, 1)
+(a distribution for the cross entropies), ``onehot``, ``unnormalized`` (non-negative entries not
+summing to 1, which the cross entropies' definition admits), ``real`` N(0, 1)."""
+
+
+def label_kinds(loss: str | hg.Loss) -> tuple[str, ...]:
+    """The label families a loss admits (:data:`LABEL_KINDS` by its ``target_kind``)."""
+    return LABEL_KINDS[hg.get_loss(loss).target_kind]
 
 
 class CaseSpec(NamedTuple):
@@ -51,6 +82,13 @@ class CaseSpec(NamedTuple):
     m: int
     scale: str
     seed: int
+    labels: str = "mixed"
+    x_scale: float = 1.0
+    x_zeros: bool = False
+    duplicate: bool = False
+    dyadic: bool = False
+    rescale: bool = False
+    trap: str = ""
 
     @property
     def architecture(self) -> Architecture:
@@ -58,6 +96,12 @@ class CaseSpec(NamedTuple):
 
     def network(self) -> Network:
         return self.architecture.network()
+
+    @property
+    def numpy_seed(self) -> int:
+        """The seed of the global ``np.random`` while a backward runs on this case: derived from the
+        whole spec (crc32 of its repr), so two cases that share ``seed`` still get different streams."""
+        return zlib.crc32(repr(self).encode("utf-8"))
 
     def reproduce(self, dtype: str = "float64") -> str:
         return f"handgrad.reference.build_case({self!r}, dtype='{dtype}', filter_domain=False)"
@@ -76,10 +120,76 @@ def _labels(loss: hg.Loss, n: int, m: int, rng: np.random.Generator) -> np.ndarr
     return rng.standard_normal((n, m))
 
 
+def _label_family(kind: str, loss: hg.Loss, n: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """Labels of one family (:data:`LABEL_KINDS`); ``ValueError`` naming it when the loss does not admit it."""
+    allowed = LABEL_KINDS[loss.target_kind]
+    if kind not in allowed:
+        raise ValueError(f"labels {kind!r} do not fit loss {loss.name!r}; choose from {list(allowed)}")
+    if kind == "real":
+        return rng.standard_normal((n, m))
+    if kind == "hard":
+        return rng.integers(0, 2, (n, m)).astype(np.float64)
+    if kind == "onehot":
+        return np.eye(n)[:, rng.integers(0, n, m)]
+    if kind == "unnormalized":
+        y = rng.uniform(0, 2, (n, m))
+        y[rng.uniform(size=(n, m)) < 0.25] = 0.0
+        return y
+    if loss.target_kind == "distribution":
+        return rng.dirichlet(np.ones(n), m).T
+    return rng.uniform(0.02, 0.98, (n, m))
+
+
+def _dyadic_first_layer(net: Network, params: Params, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """W1 and X become multiples of 1/4 in [-1, 1]; B1[i] puts unit i exactly on its activation's
+    first kink for sample ``i mod m`` (every product and sum is exact in float32 and float64)."""
+    kinks = net.activations[0].kinks
+    W = rng.integers(-4, 5, net.param_shapes["W1"]) / 4.0
+    X = rng.integers(-4, 5, X.shape) / 4.0
+    m = X.shape[1]
+    z = W @ X
+    k = float(kinks[0]) if kinks else 0.0
+    B = np.array([[k - z[i, i % m]] for i in range(W.shape[0])])
+    params["W1"], params["B1"] = W, B
+    return X
+
+
+def _cap(net: Network, layer: int, dtype: np.dtype) -> float:
+    """The largest |z| a rescaled layer keeps: :data:`Z_SAFE`, or for the output of an unfused
+    probability loss a value whose prediction stays well away from 0 and 1 in ``dtype``."""
+    if layer == net.depth and net.fused_rule is None and net.loss.prediction_range == (0.0, 1.0):
+        if dtype != np.float64:
+            return 7.0
+        return 19.0 if net.activations[-1].elementwise else 9.0
+    return Z_SAFE
+
+
+def _rescale(net: Network, params: Params, X: np.ndarray, spec: CaseSpec, dtype: np.dtype,
+             rng: np.random.Generator) -> None:
+    """Scale each layer's W and B (in place, layer by layer) so that max|z| is in the
+    near-saturating band (scale ``near_saturating``) or at most the layer's cap (``rescale``)."""
+    a = X
+    for l, act in enumerate(net.activations, start=1):
+        W, B = params[f"W{l}"], params[f"B{l}"]
+        top = float(np.max(np.abs(W @ a + B))) if a.size else 0.0
+        cap = _cap(net, l, dtype)
+        target = None
+        if spec.scale == "near_saturating":
+            lo, hi = NEAR_SATURATING_BAND
+            target = min(rng.uniform(lo, hi), cap)
+        elif top > cap:
+            target = cap
+        if target is not None and top > 0:
+            params[f"W{l}"], params[f"B{l}"] = W * (target / top), B * (target / top)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            a = np.asarray(act.definition(params[f"W{l}"] @ a + params[f"B{l}"], NUMPY_OPS), dtype=np.float64)
+
+
 def build_case(spec: CaseSpec, dtype: str | type = "float64",
                *, filter_domain: bool = True) -> tuple[Network, Params, np.ndarray, np.ndarray]:
-    """Arrays for ``spec`` (deterministic). With ``filter_domain`` it calls ``hypothesis.assume``
-    to reject draws outside the oracles' domain (see the module docstring)."""
+    """Arrays for ``spec`` (deterministic). With ``filter_domain`` a draw outside the oracles'
+    domain (see the module docstring) is rejected: ``hypothesis.assume`` inside a hypothesis test,
+    ``ValueError`` outside one (no hypothesis call, so no deprecation warning)."""
     net = spec.network()
     rng = np.random.default_rng(spec.seed)
     s = SCALES[spec.scale]
@@ -89,15 +199,44 @@ def build_case(spec: CaseSpec, dtype: str | type = "float64",
         params[f"W{l}"] = rng.standard_normal(net.param_shapes[f"W{l}"]) * (s / np.sqrt(n_in))
         params[f"B{l}"] = rng.standard_normal(net.param_shapes[f"B{l}"]) * (s / 2)
     X = rng.standard_normal((net.sizes[0], spec.m))
-    Y = _labels(net.loss, net.sizes[-1], spec.m, rng)
+    if spec.labels == "mixed":
+        Y = _labels(net.loss, net.sizes[-1], spec.m, rng)
+    else:
+        Y = _label_family(spec.labels, net.loss, net.sizes[-1], spec.m, rng)
     dt = np.dtype(dtype)
+    X = _shape_inputs(net, params, X, Y, spec, dt)
     params = {k: v.astype(dt) for k, v in params.items()}
     X, Y = X.astype(dt), Y.astype(dt)
-    if filter_domain:
+    if filter_domain and not in_domain(net, params, X):
         from hypothesis import assume  # only inside a hypothesis test: the spec itself needs no hypothesis
+        from hypothesis.control import currently_in_test_context
 
-        assume(in_domain(net, params, X))
+        if not currently_in_test_context():
+            raise ValueError(f"spec {spec!r} is outside the oracles' domain (a |z| above {Z_MAX:g}, or a "
+                             "prediction within 1e-9 of 0 or 1 for an unfused probability loss); pass "
+                             "filter_domain=False to build it anyway")
+        assume(False)
     return net, params, X, Y
+
+
+def _shape_inputs(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, spec: CaseSpec,
+                  dt: np.dtype) -> np.ndarray:
+    """The design fields after the historical draw (their own generator, so a spec with the
+    defaults builds exactly what it always built); ``params`` and ``Y`` are changed in place."""
+    extra = np.random.default_rng([spec.seed, 10])
+    X = X * spec.x_scale
+    if spec.dyadic:
+        X = _dyadic_first_layer(net, params, X, extra)
+    if spec.x_zeros:
+        zero = extra.uniform(size=X.shape) < 0.25
+        zero.flat[extra.integers(0, X.size)] = True
+        X = np.where(zero, 0.0, X)
+    if spec.duplicate and spec.m >= 2:
+        X[:, -1] = X[:, 0]
+        Y[:, -1] = Y[:, 0]
+    if spec.rescale or spec.scale == "near_saturating":
+        _rescale(net, params, X, spec, dt, extra)
+    return X
 
 
 def in_domain(net: Network, params: Params, X: np.ndarray) -> bool:

@@ -24,7 +24,7 @@ from handgrad.validation import check_positive_int
 
 from .architecture import Architecture
 from .pools import fits_output
-from .spec import SCALES, Z_MAX, CaseSpec, build_case, in_domain
+from .spec import SCALES, Z_MAX, CaseSpec, build_case, in_domain, label_kinds
 
 __all__ = [
     "SCALES",
@@ -36,6 +36,7 @@ __all__ = [
     "loss_names",
     "architectures",
     "case_specs",
+    "design_specs",
     "build_case",
     "cases",
     "in_domain",
@@ -130,6 +131,53 @@ def case_specs(
         m = draw(st.integers(min_batch, max_batch))
     return CaseSpec(sizes, acts, loss, fuse, m, draw(st.sampled_from(list(scales))),
                     draw(st.integers(0, 2**32 - 1)))
+
+
+_PAST_FIRST_BLOCK = (9, 11, 17, 33)
+
+
+def _batch_sizes(draw: st.DrawFn, sizes: Sequence[int], min_batch: int, max_batch: int) -> int:
+    """m aimed at bugs: 1 or 2, a layer width, past a block of 8 (9..17, 33), or anything in range."""
+    def fit(ms: Sequence[int]) -> list[int]:
+        return sorted({m for m in ms if min_batch <= m <= max_batch})
+
+    pools = [fit((1, 2)), fit(sizes), fit(_PAST_FIRST_BLOCK), fit(range(9, 18))]
+    kind = draw(st.integers(0, 9))
+    if kind < 2 and pools[0]:
+        return draw(st.sampled_from(pools[0]))
+    if kind < 4 and pools[1]:
+        return draw(st.sampled_from(pools[1]))
+    if kind == 4 and pools[2]:
+        return draw(st.sampled_from(pools[2]))
+    if kind == 5 and pools[3]:
+        return draw(st.sampled_from(pools[3]))
+    return draw(st.integers(min_batch, max(min_batch, min(max_batch, 8))))
+
+
+@st.composite
+def design_specs(
+    draw: st.DrawFn,
+    arch: st.SearchStrategy[Architecture],
+    *,
+    min_batch: int = 1,
+    max_batch: int = 33,
+    scales: Sequence[str] = tuple(SCALES),
+    labels: Sequence[str] | None = None,
+) -> CaseSpec:
+    """A :class:`CaseSpec` from the case design that aims at bugs (``certify_backward``'s random
+    draws): m from :func:`_batch_sizes`, X at scale 0.1, 1 or 10, sometimes exact zeros in X or
+    a duplicated sample, a label family from ``labels`` (default: every family the loss admits),
+    and every draw rescaled into the oracles' domain (``rescale=True``) instead of rejected."""
+    _check_range("min_batch", min_batch, "max_batch", max_batch, 1)
+    sizes, acts, loss, fuse = Architecture(*draw(arch))
+    kinds = list(labels) if labels is not None else ["mixed", *label_kinds(loss)]
+    m = _batch_sizes(draw, sizes, min_batch, max_batch)
+    x_scale = draw(st.sampled_from([1.0, 1.0, 1.0, 0.1, 10.0]))
+    x_zeros = draw(st.integers(0, 7)) == 0
+    duplicate = m >= 2 and draw(st.integers(0, 7)) == 0
+    return CaseSpec(sizes, acts, loss, fuse, m, draw(st.sampled_from(list(scales))),
+                    draw(st.integers(0, 2**32 - 1)), labels=draw(st.sampled_from(kinds)), x_scale=x_scale,
+                    x_zeros=x_zeros, duplicate=duplicate, rescale=True)
 
 
 def cases(arch: st.SearchStrategy | None = None, *, dtype: str = "float64", min_batch: int = 1,
