@@ -12,8 +12,15 @@ recurrence written the way a student would write it; each bug overrides exactly 
         g    = W_l^T delta_l                          (propagate)
         delta_{l-1} = g * f'_{l-1}(z_{l-1})           (hidden_delta, derivative)
 
-Only elementwise activations and squared error are used by the baseline, except where a bug is
-about softmax, whose baseline is the unfused cross-entropy with the full Jacobian.
+The baseline handles sigmoid, tanh and relu layers (relu'(0) = 0, the suite's convention) with
+squared error or unfused binary cross-entropy, and a softmax output with unfused cross-entropy
+(the full Jacobian).
+
+The second part of the catalog (issue 10) holds bugs that only the case design catches -- each
+entry's ``trap`` names the explicit case (:mod:`handgrad.reference.cases.traps`) or check that
+catches it: batches past a block of 8, duplicated samples, a kink met exactly, saturation brought
+into the domain by rescaling, unnormalized labels, and the two calls per case that expose a
+nondeterministic backward.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import numpy as np
 
 from handgrad import Params
 
-__all__ = ["Bug", "BUGS", "Textbook", "bug_names", "get_bug"]
+__all__ = ["Bug", "BUGS", "CORRECT_WITH_NOTE", "Textbook", "bug_names", "get_bug"]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -39,7 +46,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=0, keepdims=True)
 
 
-_F: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": _sigmoid, "tanh": np.tanh, "softmax": _softmax}
+_F: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sigmoid": _sigmoid, "tanh": np.tanh, "softmax": _softmax,
+                                                     "relu": lambda z: np.maximum(z, 0.0)}
 
 
 class Textbook:
@@ -53,10 +61,17 @@ class Textbook:
     # -- the steps a bug may override --------------------------------------------------------
 
     def derivative(self, name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+        if name == "relu":
+            return (z > 0).astype(z.dtype)
         return a * (1 - a) if name == "sigmoid" else 1 - a * a
 
     def residual(self, yhat: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        if self.loss == "bce":  # d/dyhat of -(y log yhat + (1 - y) log(1 - yhat)), unfused
+            return self.bce_residual(yhat, Y) / Y.shape[1]
         return 2 * (yhat - Y) / Y.shape[1]
+
+    def bce_residual(self, yhat: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        return (yhat - Y) / (yhat * (1 - yhat))
 
     def output_delta(self, z: np.ndarray, a: np.ndarray, Y: np.ndarray) -> np.ndarray:
         if self.acts[-1] == "softmax":  # dl/dp = -y/p, then the full Jacobian a_i(delta_ij - a_j)
@@ -200,6 +215,107 @@ class Float32Intermediate(Textbook):
         return super().hidden_delta(layer, g, zs, acts).astype(np.float32).astype(g.dtype)
 
 
+# ---------------------------------------------------------------------------------------------
+# Bugs only the case design catches (issue 10): each names, in its catalog entry, the trap.
+# ---------------------------------------------------------------------------------------------
+
+def _chunks(X: np.ndarray, Y: np.ndarray, size: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(X[:, s:s + size], Y[:, s:s + size]) for s in range(0, X.shape[1], size)]
+
+
+class ChunkedMeanOfMeans(Textbook):
+    """The batch processed in chunks of 8 samples, each chunk's gradient averaged over the chunk
+    and the chunk averages averaged: the mean of means, wrong once m > 8 and 8 does not divide m."""
+
+    def __call__(self, params: Params, X: np.ndarray, Y: np.ndarray) -> Params:
+        parts = [Textbook.__call__(self, params, x, y) for x, y in _chunks(X, Y)]
+        return {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
+
+
+class ChunkedOverwrite(Textbook):
+    """Gradients accumulated over chunks of 8 samples with = instead of +=: only the last chunk
+    counts (weighted by its share of the batch) once m > 8."""
+
+    def __call__(self, params: Params, X: np.ndarray, Y: np.ndarray) -> Params:
+        grads: Params = {}
+        for x, y in _chunks(X, Y):
+            part = Textbook.__call__(self, params, x, y)
+            grads = {k: v * (x.shape[1] / X.shape[1]) for k, v in part.items()}  # forgot the +=
+        return grads
+
+
+class ReluPrimeOneAtZero(Textbook):
+    """relu'(z) written (z >= 0): the derivative at the kink is 1, against the suite's relu'(0) = 0."""
+
+    def derivative(self, name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+        return (z >= 0).astype(z.dtype) if name == "relu" else super().derivative(name, z, a)
+
+
+class NondeterministicOnceIn20(Textbook):
+    """A 'stochastic' speed-up: one call in 20 (through np.random) skips the first layer's bias
+    gradient."""
+
+    def __call__(self, params: Params, X: np.ndarray, Y: np.ndarray) -> Params:
+        grads = super().__call__(params, X, Y)
+        if np.random.random() < 0.05:
+            grads["B1"] = np.zeros_like(grads["B1"])
+        return grads
+
+
+class OsEntropy(Textbook):
+    """One call in 10 (decided by os.urandom, which no seed controls) zeroes the first layer's bias
+    gradient."""
+
+    def __call__(self, params: Params, X: np.ndarray, Y: np.ndarray) -> Params:
+        import os
+
+        grads = super().__call__(params, X, Y)
+        if os.urandom(1)[0] < 26:
+            grads["B1"] = np.zeros_like(grads["B1"])
+        return grads
+
+
+class BceClipInGradient(Textbook):
+    """dL/dyhat of the binary cross-entropy computed on yhat clipped to [1e-7, 1 - 1e-7]
+    (a Keras-style epsilon) while the loss is the unclipped one: wrong only where a prediction is
+    within 1e-7 of 0 or 1."""
+
+    def bce_residual(self, yhat: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        p = np.clip(yhat, 1e-7, 1 - 1e-7)
+        return (p - Y) / (p * (1 - p))
+
+
+class DedupSamples(Textbook):
+    """Duplicate samples computed once (np.unique over the columns) to save time, but the mean is
+    then taken over the unique samples: duplicates lose their weight."""
+
+    def __call__(self, params: Params, X: np.ndarray, Y: np.ndarray) -> Params:
+        u = np.unique(np.vstack([X, Y]), axis=1)
+        return super().__call__(params, u[:X.shape[0]], u[X.shape[0]:])
+
+
+class SoftmaxDeltaAssumesNormalizedLabels(Textbook):
+    """The softmax + cross-entropy shortcut dL/dz = a - y, which holds only when each label column
+    sums to 1; the cross-entropy's definition admits any non-negative labels, where it is
+    a * sum(y) - y. (Code written for one-hot or soft labels declares ``labels=("onehot", "soft")``
+    and is certified for them.)"""
+
+    def output_delta(self, z: np.ndarray, a: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        if self.acts[-1] == "softmax":
+            return (a - Y) / Y.shape[1]
+        return super().output_delta(z, a, Y)
+
+
+class MutatesY(Textbook):
+    """Not a bug in the gradients: correct values, but Y is overwritten in place with Y - 1 (the
+    caller's labels change). Certified, with a note naming Y."""
+
+    def __call__(self, params: Params, X: np.ndarray, Y: np.ndarray) -> Params:
+        grads = super().__call__(params, X, Y)
+        Y -= 1.0
+        return grads
+
+
 @dataclass(frozen=True)
 class Bug:
     """One catalog entry: a wrong backward and the architecture it is certified against."""
@@ -212,16 +328,18 @@ class Bug:
     loss: str
     fuse: bool
     corrupts: frozenset[str]
+    trap: str = ""
+    """For the issue-10 entries: the trap or check that catches the bug (the old design missed it)."""
 
     def certify_kwargs(self) -> dict[str, Any]:
         return {"sizes": self.sizes, "activations": list(self.activations), "loss": self.loss, "fuse": self.fuse}
 
 
 def _bug(cls: type[Textbook], sizes: tuple[int, ...], acts: tuple[str, ...], corrupts: str,
-         loss: str = "squared_error", fuse: bool = True) -> Bug:
+         loss: str = "squared_error", fuse: bool = True, trap: str = "") -> Bug:
     doc = (cls.__doc__ or "").strip().splitlines()
     return Bug(cls.__name__, " ".join(line.strip() for line in doc), lambda: cls(acts, loss), sizes, acts, loss,
-               fuse, frozenset(corrupts.split()))
+               fuse, frozenset(corrupts.split()), trap)
 
 
 SQ = (3, 3, 3, 1)
@@ -241,7 +359,22 @@ BUGS: list[Bug] = [
     _bug(ClippedSaturation, (2, 3, 3, 1), SIG3, "W1 B1 W2 B2 W3 B3"),
     _bug(WrongLayerDerivative, (2, 3, 3, 1), ("tanh", "sigmoid", "sigmoid"), "W1 B1"),
     _bug(Float32Intermediate, SQ, SIG3, "W1 B1 W2 B2"),
+    # Only the case design of issue 10 catches these (each was certified by the old design):
+    _bug(ChunkedMeanOfMeans, (2, 3, 3, 1), SIG3, "W1 B1 W2 B2 W3 B3", trap="past a block of 8"),
+    _bug(ChunkedOverwrite, (2, 3, 3, 1), SIG3, "W1 B1 W2 B2 W3 B3", trap="past a block of 8"),
+    _bug(ReluPrimeOneAtZero, (2, 3, 3, 1), ("relu", "relu", "sigmoid"), "W1 B1",
+         trap="exactly at its kink (dyadic)"),
+    _bug(NondeterministicOnceIn20, (2, 3, 3, 1), SIG3, "B1", trap="nondeterministic backward"),
+    _bug(OsEntropy, (2, 3, 3, 1), SIG3, "B1", trap="nondeterministic backward"),
+    _bug(BceClipInGradient, (2, 3, 1), ("tanh", "sigmoid"), "W1 B1 W2 B2", loss="bce", fuse=False,
+         trap="scale saturating"),
+    _bug(DedupSamples, (2, 3, 3, 1), SIG3, "W1 B1 W2 B2 W3 B3", trap="duplicated samples"),
+    _bug(SoftmaxDeltaAssumesNormalizedLabels, (3, 4, 3), ("tanh", "softmax"), "W1 B1 W2 B2",
+         loss="cross_entropy", fuse=False, trap="labels unnormalized"),
 ]
+
+CORRECT_WITH_NOTE: list[Bug] = [_bug(MutatesY, (2, 3, 3, 1), SIG3, "", trap="in-place modification noted")]
+"""Correct gradients from impure code: certified, with a note naming what it modified."""
 
 
 def bug_names() -> list[str]:

@@ -24,6 +24,7 @@ output units), the convention of every oracle here (see ``docs/conventions.md``)
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,13 +35,14 @@ import handgrad as hg
 from handgrad.validation import check_positive_int
 
 from ..cases.architecture import Architecture
-from ..cases.spec import SCALES, CaseSpec, build_case
+from ..cases.spec import SCALES, CaseSpec, build_case, in_domain, label_kinds
+from ..cases.traps import trap_seed, trap_specs
 from ..oracles.table import ORACLES, check_oracles
 from .referee import Backward, referee
 from .reports import Certificate, Report
 from .tolerance import DEFAULT_POLICY, TolerancePolicy
 
-__all__ = ["Certificate", "CertificationError", "certify_backward", "certify_network"]
+__all__ = ["QUORUM", "TRAP_ATTEMPTS", "Certificate", "CertificationError", "certify_backward", "certify_network"]
 
 
 class CertificationError(AssertionError):
@@ -71,6 +73,13 @@ def _names(activations: Any, depth: int) -> tuple[str, ...]:
     return tuple(names)
 
 
+QUORUM = 0.8
+"""The fraction of the examples asked for that must be decided (certified) for a certificate."""
+TRAP_ATTEMPTS = 4
+"""How many times a trap whose case was undecided is redrawn (another seed) before it counts as
+undecided."""
+
+
 def certify_backward(
     backward: Backward,
     sizes: Sequence[int],
@@ -81,33 +90,51 @@ def certify_backward(
     dtype: str | type = "float64",
     examples: int = 30,
     min_batch: int = 1,
-    max_batch: int = 8,
+    max_batch: int = 33,
     vary_shapes: bool = False,
-    max_width: int = 8,
+    max_width: int = 17,
     scales: Sequence[str] = tuple(SCALES),
+    labels: str | Sequence[str] | None = None,
     oracles: Sequence[str] = ORACLES,
     seed: int = 0,
     policy: TolerancePolicy = DEFAULT_POLICY,
+    quorum: float = QUORUM,
+    nondeterminism_tolerance: float = 0.0,
     raise_on_failure: bool = True,
     progress: Callable[[int, int], None] | None = None,
     subject: str | None = None,
 ) -> Certificate:
-    r"""Certify ``backward(params, X, Y) -> grads`` for an architecture over drawn cases.
+    r"""Certify ``backward(params, X, Y) -> grads`` for an architecture over trap and drawn cases.
+
+    First the traps (:mod:`handgrad.reference.cases.traps`: m = 1, 2, every layer width, 9, 11,
+    17, 33; duplicated samples; exact zeros in X; X at 0.1 and 10; a kink met exactly; square
+    layers with ``vary_shapes``), each redrawn up to :data:`TRAP_ATTEMPTS` times until decided;
+    then ``examples`` hypothesis-drawn cases (:func:`~handgrad.reference.cases.strategies.design_specs`),
+    an undecided one redrawn (at most ``examples`` redraws). The certificate is refused (NOT
+    CERTIFIED, with the reason) when fewer than ``quorum`` of the examples asked for were decided,
+    when a requested scale or label family got no decided case, or when a trap got none.
 
     Args:
       backward: the function under test. ``params`` is a dict ``W1, B1, ...`` (``W{l}`` shape
         ``(n_l, n_{l-1})``, ``B{l}`` shape ``(n_l, 1)``), ``X`` has shape ``(n0, m)``, ``Y`` shape
         ``(nL, m)``; it returns a dict with the same keys and shapes: the gradients of the mean loss.
+        It is called twice per case on fresh copies, ``np.random`` seeded from the case seed.
       sizes, activations, loss, fuse: the architecture, as for :class:`handgrad.Network`.
       dtype: ``"float64"`` or ``"float32"`` (the budget is derived for it).
-      examples: how many cases hypothesis draws (derandomized by ``seed``).
-      min_batch, max_batch: the batch sizes m drawn.
+      examples: how many random cases hypothesis draws (derandomized by ``seed``), beyond the traps.
+      min_batch, max_batch: the batch sizes m drawn (traps outside the range are left out).
       vary_shapes: also draw the hidden widths (1..``max_width``); the depth, input and output
         widths stay as given. Use it when your backward is written for any width.
-      scales: weight scales to draw from (see :mod:`handgrad.reference.cases.strategies`), saturating included.
+      scales: weight scales to draw from (:data:`handgrad.reference.cases.spec.SCALES`).
+      labels: the label families your code accepts (:data:`handgrad.reference.cases.spec.LABEL_KINDS`
+        for the loss, e.g. ``"onehot"`` for code written for one-hot labels); default every family
+        the loss's definition admits.
       oracles: the references, at least two of ``"sympy"``, ``"jax"``, ``"fd"`` (the oracle table,
         :mod:`handgrad.reference.oracles.table`); checked before anything is drawn.
       seed: hypothesis seed; the same seed replays the same cases.
+      quorum: the fraction of ``examples`` that must be decided.
+      nondeterminism_tolerance: how far two calls on the same input may differ (relative; 0:
+        bitwise equal).
       raise_on_failure: raise :class:`CertificationError` with the shrunk failing case's report.
       progress: called as ``progress(done, total)`` after each case.
     """
@@ -117,52 +144,186 @@ def certify_backward(
     net = hg.Network(sizes, activations, loss, fuse=fuse)  # validates the architecture
     act_names = _names(activations, net.depth)
     _check_settings(dtype, examples, scales, min_batch, max_batch, max_width)
+    kinds = _label_kinds(labels, net.loss)
+    if not (isinstance(quorum, int | float) and 0 < quorum <= 1):
+        raise ValueError(f"quorum must be a fraction in (0, 1], got {quorum!r}")
+    if not (isinstance(nondeterminism_tolerance, int | float) and nondeterminism_tolerance >= 0):
+        raise ValueError(f"nondeterminism_tolerance must be a number >= 0, got {nondeterminism_tolerance!r}")
     dt = str(np.dtype(dtype))
     name = subject or getattr(backward, "__qualname__", None) or type(backward).__name__
     call = (f"certify_backward({name}, {tuple(net.sizes)}, {act_names}, {net.loss.name!r}, fuse={fuse}, "
             f"dtype={dt!r}, examples={examples}, min_batch={min_batch}, max_batch={max_batch}, "
-            f"vary_shapes={vary_shapes}, scales={tuple(scales)}, oracles={tuple(oracles)}, seed={seed})")
-    cert = Certificate(name, net.describe(), dt, tuple(oracles), call=call, seed=seed)
-
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings  # imported when certifying
-    from hypothesis import seed as hypothesis_seed
-
-    from ..cases.strategies import case_specs
-
-    spec_st = case_specs(_architectures(Architecture(net.sizes, act_names, net.loss.name, fuse),
-                                        max_width if vary_shapes else None),
-                         min_batch=min_batch, max_batch=max_batch, scales=tuple(scales))
-    done = [0]
-
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-              verbosity=Verbosity.quiet, print_blob=False,
-              # No "explain" phase: it re-runs the shrunk case dozens of times to annotate lines
-              # of *our* code; the report already localizes the failure.
-              phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-    @hypothesis_seed(seed)
-    @given(spec=spec_st)
-    def run(spec: CaseSpec) -> None:
-        case_net, params, X, Y = build_case(spec, dt)
-        report = referee(case_net, params, X, Y, backward, oracles=oracles, policy=policy,
-                         reproduce=spec.reproduce(dt))
-        report.seed = spec.seed
-        cert.add(report)
-        done[0] += 1
-        if progress is not None:
-            progress(min(done[0], examples), examples)
-        if report.verdict in ("mismatch", "error"):
-            raise _Failed(report)
-
+            f"vary_shapes={vary_shapes}, scales={tuple(scales)}, labels={labels!r}, oracles={tuple(oracles)}, "
+            f"seed={seed})")
+    cert = Certificate(name, net.describe(), dt, tuple(oracles), call=call, seed=seed, requested=examples,
+                       quorum=float(quorum))
+    arch = Architecture(net.sizes, act_names, net.loss.name, fuse)
+    runner = _Runner(backward, cert, dt, oracles, policy, nondeterminism_tolerance, progress)
     start = time.perf_counter()
+    square = arch._replace(sizes=(arch.sizes[0],) * (len(arch.sizes) - 1) + (arch.sizes[-1],)) if (
+        vary_shapes and len(arch.sizes) > 2) else None
+    traps = trap_specs(arch, seed=seed, scales=tuple(scales), labels=kinds, min_batch=min_batch,
+                       max_batch=max_batch, square=square)
+    runner.total = len(traps) + examples
     try:
-        run()
+        for i, spec in enumerate(traps):
+            runner.trap(spec, i, seed)
+        runner.random(arch, max_width if vary_shapes else None, examples, min_batch, max_batch, scales,
+                      kinds, seed)
     except _Failed as exc:
         cert.failure = exc.report
     cert.seconds = time.perf_counter() - start
+    if cert.failure is None:
+        _refusals(cert, examples, quorum, scales)
     if raise_on_failure and not cert.ok:
-        raise CertificationError(cert)
+        cause = cert.failure.exception if cert.failure is not None else None
+        raise CertificationError(cert) from cause
     return cert
+
+
+def _label_kinds(labels: str | Sequence[str] | None, loss: hg.Loss) -> tuple[str, ...]:
+    """The declared label families (default: every family the loss admits), checked against the loss."""
+    allowed = label_kinds(loss)
+    if labels is None:
+        return allowed
+    kinds = (labels,) if isinstance(labels, str) else tuple(labels)
+    if not kinds:
+        raise ValueError("labels must name at least one label family")
+    for k in kinds:
+        if k not in allowed:
+            raise ValueError(f"labels {k!r} do not fit loss {loss.name!r}; choose from {list(allowed)}")
+    return kinds
+
+
+def _refusals(cert: Certificate, examples: int, quorum: float, scales: Sequence[str]) -> None:
+    """Why a certificate without a failing case still certifies nothing (``cert.refusals``)."""
+    need = math.ceil(quorum * examples)
+    got = cert.random_decided
+    if got < need:
+        cert.refusals.append(f"only {got} of the {examples} random examples asked for were decided; "
+                             f"a certificate needs {need} ({quorum:.0%})")
+    for s in scales:
+        row = cert.per_scale.get(s, {})
+        if not row.get("decided"):
+            cert.refusals.append(f"scale {s!r} was requested but no case at it was decided "
+                                 f"({row.get('inconclusive', 0)} inconclusive, {row.get('outside', 0)} outside "
+                                 "the oracles' domain)")
+    for t, v in cert.traps.items():
+        if v != "certified":
+            cert.refusals.append(f"the trap '{t}' got no decided case ({v})")
+
+
+class _Runner:
+    """Runs cases for one certificate: builds, domain-checks, referees, tallies, stops on a failure."""
+
+    def __init__(self, backward: Backward, cert: Certificate, dt: str, oracles: Sequence[str],
+                 policy: TolerancePolicy, tol: float, progress: Callable[[int, int], None] | None) -> None:
+        self.backward, self.cert, self.dt, self.oracles = backward, cert, dt, tuple(oracles)
+        self.policy, self.tol, self.progress = policy, tol, progress
+        self.total, self.done = 0, 0
+        self.first_failure: Report | None = None
+        cert.random_decided = 0
+
+    def run(self, spec: CaseSpec) -> str:
+        """One case: its outcome (``certified``, ``inconclusive``, ``outside``, or a failure
+        verdict, in which case the report is kept as the first failure)."""
+        case_net, params, X, Y = build_case(spec, self.dt, filter_domain=False)
+        if not in_domain(case_net, params, X):
+            self.cert.tally(spec.scale, "outside")
+            return "outside"
+        report = referee(case_net, params, X, Y, self.backward, oracles=self.oracles, policy=self.policy,
+                         reproduce=spec.reproduce(self.dt), seed=spec.numpy_seed,
+                         nondeterminism_tolerance=self.tol)
+        report.seed = spec.seed
+        if report.verdict in ("mismatch", "error"):
+            if spec.trap:
+                report.notes.insert(0, f"trap: {spec.trap}, scale {spec.scale}, labels {spec.labels}")
+            if self.first_failure is None:
+                self.first_failure = report
+            return report.verdict
+        self.cert.add(report)
+        self.cert.tally(spec.scale, report.verdict, shape="-".join(map(str, spec.sizes)), m=spec.m,
+                        labels=spec.labels)
+        self.done += 1
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
+        return report.verdict
+
+    def trap(self, spec: CaseSpec, index: int, seed: int) -> None:
+        outcome = "not run"
+        for attempt in range(TRAP_ATTEMPTS):
+            outcome = self.run(spec._replace(seed=trap_seed(seed, index, attempt)) if attempt else spec)
+            if outcome in ("mismatch", "error"):
+                self.cert.traps[spec.trap] = outcome
+                self.cert.cases += 1
+                raise _Failed(self.first_failure)  # type: ignore[arg-type]
+            if outcome == "certified":
+                break
+        self.cert.traps[spec.trap] = outcome if outcome != "outside" else "outside the domain"
+
+    def random(self, arch: Architecture, max_width: int | None, examples: int, min_batch: int, max_batch: int,
+               scales: Sequence[str], kinds: Sequence[str], seed: int) -> None:
+        """``examples`` hypothesis-drawn cases; undecided ones are redrawn (``assume``) at most
+        ``examples`` times; a failure is shrunk by hypothesis, and one hypothesis cannot replay
+        (a nondeterministic backward) is reported as it was first seen."""
+        from hypothesis import HealthCheck, Phase, Verbosity, assume, given, settings
+        from hypothesis import seed as hypothesis_seed
+        from hypothesis.errors import Flaky
+
+        from ..cases.strategies import design_specs
+
+        spec_st = design_specs(_architectures(arch, max_width), min_batch=min_batch, max_batch=max_batch,
+                               scales=tuple(scales), labels=("mixed", *kinds) if len(kinds) > 1 else kinds)
+        redraws = [0]
+        failing = [False]
+
+        @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+                  verbosity=Verbosity.quiet, print_blob=False,
+                  # No "explain" phase: it re-runs the shrunk case dozens of times to annotate lines
+                  # of *our* code; the report already localizes the failure.
+                  phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
+                  # Undecided draws are redrawn through assume, counted in the per-scale table
+                  # and bounded below: the filter health check would only repeat that.
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+        @hypothesis_seed(seed)
+        @given(spec=spec_st)
+        def run(spec: CaseSpec) -> None:
+            if failing[0]:  # shrinking: replays are not new cases, nothing is counted
+                self._replay(spec)
+                return
+            outcome = self.run(spec)
+            if outcome in ("mismatch", "error"):
+                failing[0] = True
+                self.cert.cases += 1
+                raise _Failed(self.first_failure)  # type: ignore[arg-type]
+            if outcome == "certified":
+                self.cert.random_decided += 1
+            elif redraws[0] < examples:
+                redraws[0] += 1
+                assume(False)
+
+        try:
+            run()
+        except Flaky:
+            report = self.first_failure
+            assert report is not None
+            report.notes.append("hypothesis could not replay this failure: the backward gave different "
+                                "results on the same input (nondeterministic backward)")
+            raise _Failed(report) from None
+
+    def _replay(self, spec: CaseSpec) -> None:
+        """A shrink step: referee ``spec`` and raise if it fails, without counting it."""
+        case_net, params, X, Y = build_case(spec, self.dt, filter_domain=False)
+        if not in_domain(case_net, params, X):
+            from hypothesis import assume
+
+            assume(False)
+        report = referee(case_net, params, X, Y, self.backward, oracles=self.oracles, policy=self.policy,
+                         reproduce=spec.reproduce(self.dt), seed=spec.numpy_seed,
+                         nondeterminism_tolerance=self.tol)
+        report.seed = spec.seed
+        if report.verdict in ("mismatch", "error"):
+            raise _Failed(report)
 
 
 def _check_settings(dtype: Any, examples: int, scales: Sequence[str], min_batch: int, max_batch: int,

@@ -169,6 +169,8 @@ def referee(
     policy: TolerancePolicy = DEFAULT_POLICY,
     reproduce: str = "",
     min_oracles: int = 2,
+    seed: int | None = None,
+    nondeterminism_tolerance: float = 0.0,
 ) -> Report:
     r"""Referee one case: ``grads`` (or ``backward(params, X, Y)``) against the oracles.
 
@@ -184,6 +186,10 @@ def referee(
         and says so in ``notes``.
       min_oracles: fewer usable references than this makes the verdict ``inconclusive``.
       reproduce: a one-line recipe printed in the report.
+      seed: the case seed; the global ``np.random`` is seeded from it for each call of a backward
+        function (restored after), so a backward that draws random numbers is reproducible.
+      nondeterminism_tolerance: a backward function is called twice on fresh copies; its two
+        results must agree bitwise (0, the default) or within this relative difference.
     """
     # 1. The case, validated once (the oracles get it unchecked).
     oracles = check_oracles(oracles)
@@ -193,7 +199,9 @@ def referee(
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce)
 
     # 2. The provider's output, in words.
-    hand = _provider_grads(net, params, X, Y, grads, dtype, report)
+    if not (isinstance(nondeterminism_tolerance, int | float) and nondeterminism_tolerance >= 0):
+        raise ValueError(f"nondeterminism_tolerance must be a number >= 0, got {nondeterminism_tolerance!r}")
+    hand = _provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance)
     if hand is None:
         return report
     # 3. The budgets, and a kink within rounding reach.
@@ -213,24 +221,98 @@ def referee(
 
 
 def _provider_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
-                    grads: Mapping[str, np.ndarray] | Backward, dtype: np.dtype, report: Report) -> Params | None:
-    """Step 2: call the backward on copies and check its output; None (verdict ``error``, the
-    reason in the notes) when it raised or returned malformed gradients."""
-    if callable(grads):
-        try:
-            out = grads({k: v.copy() for k, v in params.items()}, X.copy(), Y.copy())
-        except Exception as exc:  # the provider's own failure is a finding, not a crash
-            report.verdict = "error"
-            report.notes.append(f"backward raised {type(exc).__name__}: {exc}")
-            return None
-    else:
-        out = grads
+                    grads: Mapping[str, np.ndarray] | Backward, dtype: np.dtype, report: Report,
+                    seed: int | None = None, nondeterminism_tolerance: float = 0.0) -> Params | None:
+    """Step 2: call the backward twice on fresh copies (``np.random`` seeded from ``seed``, a
+    different stream each call) and check its output; None (verdict ``error``, the reason in the
+    notes) when it raised, returned malformed gradients or two calls disagree. A backward that
+    modifies its arguments in place is noted, not failed."""
+    if not callable(grads):
+        return _checked(net, grads, dtype, report)
+    first = _call(grads, params, X, Y, seed, 0, report)
+    if first is None:
+        return None
+    out, modified = first
+    hand = _checked(net, out, dtype, report)
+    if hand is None:
+        return None
+    second = _call(grads, params, X, Y, seed, 1, report)
+    if second is None:
+        return None
+    again = _checked(net, second[0], dtype, report)
+    if again is None:
+        return None
+    if modified:
+        report.notes.append(f"the backward modified {', '.join(modified)} in place (it was given copies; "
+                            "the gradients were checked as returned)")
+    if not _same_twice(net, hand, again, nondeterminism_tolerance, report):
+        return None
+    if any(g.dtype != dtype for g in hand.values()):
+        kinds = sorted({f"{k} is {g.dtype}" for k, g in hand.items() if g.dtype != dtype})
+        report.notes.append(f"the backward returned gradients in another dtype than the case's {dtype} "
+                            f"({', '.join(kinds)})")
+    return hand
+
+
+def _checked(net: Network, out: object, dtype: np.dtype, report: Report) -> Params | None:
     try:
         return check_grads_structure(net, out, dtype)
     except GradsStructureError as exc:
         report.verdict = "error"
         report.notes.append(str(exc))
+        report.exception = exc
         return None
+
+
+def _call(backward: Backward, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
+          seed: int | None, call: int, report: Report) -> tuple[object, list[str]] | None:
+    """One call on fresh copies, the global ``np.random`` seeded for it and restored after; the
+    output and the names of the arguments it modified in place."""
+    p = {k: v.copy() for k, v in params.items()}
+    x, y = X.copy(), Y.copy()
+    state = np.random.get_state()
+    if seed is not None:
+        np.random.seed((int(seed) + 7_777_777 * call) % 2**32)
+    try:
+        out = backward(p, x, y)
+    except Exception as exc:  # the provider's own failure is a finding, not a crash
+        report.verdict = "error"
+        report.notes.append(f"backward raised {type(exc).__name__}: {exc}")
+        report.exception = exc
+        return None
+    finally:
+        np.random.set_state(state)
+    modified = [f"params[{k!r}]" for k in params if not _same_array(p.get(k), params[k])]
+    modified += [n for n, a, b in (("X", x, X), ("Y", y, Y)) if not _same_array(a, b)]
+    return out, modified
+
+
+def _same_array(a: object, b: np.ndarray) -> bool:
+    return isinstance(a, np.ndarray) and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+
+def _same_twice(net: Network, first: Params, second: Params, tol: float, report: Report) -> bool:
+    """Two calls on the same input agree bitwise (``tol`` = 0) or within ``tol`` relative to the
+    larger |value|; otherwise verdict ``error`` with the first differing element named."""
+    for k in net.param_names:
+        a, b = first[k].astype(np.float64), second[k].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            differ = ~(np.abs(a - b) <= tol * np.maximum(np.abs(a), np.abs(b)))
+        differ &= ~(np.isnan(a) & np.isnan(b))
+        if first[k].dtype != second[k].dtype:
+            differ[...] = True
+        if differ.any():
+            idx = tuple(int(i) for i in np.argwhere(differ)[0])
+            report.verdict = "error"
+            report.notes.append(f"nondeterministic backward: two calls on the same input differ at "
+                                f"dL/d{_name(k, idx)} ({code_name(k, idx)}): first call {float(a[idx])!r}, "
+                                f"second call {float(b[idx])!r}")
+            report.mismatches.append(Mismatch(pair="hand vs hand (second call)", tensor=k, index=idx,
+                                              element=_name(k, idx),
+                                              values={"hand": float(a[idx]), "hand, second call": float(b[idx])},
+                                              budget=0.0, ratio=float("inf"), n_bad=int(differ.sum())))
+            return False
+    return True
 
 
 def _kink_ambiguous(budget: Budget, dtype: np.dtype, report: Report) -> bool:

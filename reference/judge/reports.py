@@ -210,6 +210,9 @@ class Report:
     reproduce: str = ""
     call: str = ""
     seed: int | None = None
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+    """The provider's exception when the verdict is ``error`` (not rendered; the cause of a
+    :class:`~handgrad.reference.CertificationError`)."""
 
     @property
     def ok(self) -> bool:
@@ -317,10 +320,35 @@ class Certificate:
     seconds: float = 0.0
     call: str = ""
     seed: int | None = None
+    requested: int = 0
+    random_decided: int = 0
+    quorum: float = 0.0
+    per_scale: dict[str, dict[str, int]] = field(default_factory=dict)
+    traps: dict[str, str] = field(default_factory=dict)
+    refusals: list[str] = field(default_factory=list)
+    decided: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.failure is None and self.certified > 0
+        """No failing case, at least one certified case, and no refusal (a quorum not met, a
+        requested scale or a trap with no decided case)."""
+        return self.failure is None and self.certified > 0 and not self.refusals
+
+    def tally(self, scale: str, outcome: str, *, shape: str = "", m: int = 0, labels: str = "") -> None:
+        """Count one requested case at ``scale``: ``outcome`` is ``certified``, ``inconclusive``,
+        ``outside`` (outside the oracles' domain) or a failure; a certified case also records its
+        shape, batch size and label family among the decided ones."""
+        row = self.per_scale.setdefault(scale, {"requested": 0, "decided": 0, "inconclusive": 0, "outside": 0})
+        row["requested"] += 1
+        key = {"certified": "decided", "inconclusive": "inconclusive", "outside": "outside"}.get(outcome)
+        if key is not None:
+            row[key] += 1
+        if outcome == "certified":
+            for name, value in (("shapes", shape), ("batch sizes", m), ("scales", scale), ("labels", labels)):
+                seen = self.decided.setdefault(name, [])
+                if value not in seen and value not in ("", 0):
+                    seen.append(value)
+                    seen.sort(key=lambda v: (isinstance(v, str), v))
 
     def add(self, report: Report) -> None:
         self.cases += 1
@@ -346,6 +374,9 @@ class Certificate:
              "oracles": list(self.oracles), "ok": self.ok, "cases": self.cases,
              "certified": self.certified, "inconclusive": self.inconclusive,
              "per_tensor": self.per_tensor, "notes": list(self.notes), "seconds": self.seconds,
+             "requested": self.requested, "random_decided": self.random_decided, "quorum": self.quorum,
+             "per_scale": self.per_scale,
+             "traps": self.traps, "refusals": list(self.refusals), "decided": self.decided,
              "failure": self.failure.to_dict() if self.failure is not None else None}
         return _sealed(d, self.call, self.seed)
 
@@ -375,12 +406,64 @@ def _certificate_text(d: Mapping[str, Any]) -> str:
         for k, t in d["per_tensor"].items():
             lines.append(f"  {k:<8}{_e(t['max_abs']):>13}{_e(t['max_rel']):>13}{_fmt_ratio(t['ratio']):>18}")
     lines += ["  note: " + n for n in d["notes"]]
+    lines += _design_text(d)
     if d["failure"] is not None:
         lines.append("  The smallest failing case hypothesis found:")
         lines += ["    " + line for line in _report_text(d["failure"]).splitlines()]
-    elif d["certified"] == 0:
+    elif d["certified"] == 0 and not d.get("refusals"):
         lines.append("  no case could be decided: nothing is certified")
     return "\n".join(lines)
+
+
+def _design_rows(d: Mapping[str, Any]) -> list[tuple[str, int, int, int, int]]:
+    return [(s, r["requested"], r["decided"], r["inconclusive"], r["outside"])
+            for s, r in d.get("per_scale", {}).items()]
+
+
+def _decided_line(d: Mapping[str, Any]) -> str:
+    parts = [f"{k} {', '.join(map(str, v))}" for k, v in d.get("decided", {}).items() if v]
+    return "decided: " + "; ".join(parts) if parts else ""
+
+
+def _undecided_traps(d: Mapping[str, Any]) -> list[str]:
+    return [t for t, v in d.get("traps", {}).items() if v != "certified"]
+
+
+def _design_text(d: Mapping[str, Any]) -> list[str]:
+    """The case design's part of a certificate: the per-scale table, the traps, what was decided,
+    and why it is refused."""
+    lines = []
+    rows = _design_rows(d)
+    if rows:
+        lines.append(f"  {'scale':<17}{'requested':>10}{'decided':>9}{'inconclusive':>14}{'outside domain':>16}")
+        lines += [f"  {s:<17}{r:>10}{dec:>9}{inc:>14}{out:>16}" for s, r, dec, inc, out in rows]
+    traps = d.get("traps", {})
+    if traps:
+        und = _undecided_traps(d)
+        lines.append(f"  traps: {len(traps) - len(und)} of {len(traps)} decided"
+                     + (f" (undecided: {'; '.join(und)})" if und else ""))
+    if _decided_line(d):
+        lines.append("  " + _decided_line(d))
+    lines += ["  refused: " + r for r in d.get("refusals", [])]
+    return lines
+
+
+def _design_markdown(d: Mapping[str, Any]) -> list[str]:
+    rows = _design_rows(d)
+    lines: list[str] = []
+    if rows:
+        lines += ["", "| scale | requested | decided | inconclusive | outside the domain |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {s} | {r} | {dec} | {inc} | {out} |" for s, r, dec, inc, out in rows]
+    traps = d.get("traps", {})
+    if traps:
+        und = _undecided_traps(d)
+        lines += ["", f"Traps: {len(traps) - len(und)} of {len(traps)} decided"
+                  + (f" (undecided: {'; '.join(und)})." if und else ".")]
+    if _decided_line(d):
+        lines += ["", _decided_line(d)[0].upper() + _decided_line(d)[1:] + "."]
+    lines += [f"- **refused**: {r}" for r in d.get("refusals", [])]
+    return lines
 
 
 def _certificate_markdown(d: Mapping[str, Any], level: int, *, in_subject: bool) -> str:
@@ -399,6 +482,7 @@ def _certificate_markdown(d: Mapping[str, Any], level: int, *, in_subject: bool)
         lines += [f"| {k} | {_e(t['max_abs'])} | {_e(t['max_rel'])} | {_fmt_ratio(t['ratio'])} |"
                   for k, t in d["per_tensor"].items()]
     lines += [f"- note: {n}" for n in d["notes"]]
+    lines += _design_markdown(d)
     if d["failure"] is not None:
         lines += ["", _report_markdown(d["failure"], min(level + 1, 6), full=False)]
     lines += ["", _provenance_md(d, full=not in_subject)]
