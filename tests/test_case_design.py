@@ -306,3 +306,20 @@ def test_cases_drawn_does_not_count_shrink_replays() -> None:
     n_traps = len(cert.traps)
     assert cert.cases <= n_traps + 60
     assert calls[0] > 2 * cert.cases  # hypothesis shrank (replays) and those were not counted
+
+
+# -- kinks met on purpose --------------------------------------------------------------------------
+
+def test_another_kink_convention_is_named_in_a_sentence() -> None:
+    from handgrad.reference.cases.bug_catalog import get_bug
+
+    bug = get_bug("ReluPrimeOneAtZero")
+    cert = certify_backward(bug.make(), **bug.certify_kwargs(), raise_on_failure=False)
+    assert cert.failure is not None
+    assert "your backward uses relu'(0) = 1; this suite's convention is relu'(0) = 0" in cert.text()
+
+
+def test_the_dyadic_kink_trap_is_decided_for_a_correct_relu_backward() -> None:
+    acts = ["relu", "relu", "sigmoid"]
+    cert = certify_backward(Textbook(acts), (2, 3, 3, 1), acts, examples=6)
+    assert cert.ok and cert.traps["relu exactly at its kink (dyadic)"] == "certified", cert.text()

@@ -217,6 +217,8 @@ def referee(
         return report
     # 6. The hand gradient against each reference; one mismatch line per tensor.
     _judge_hand(net, hand, refs, fd, budget, dtype, report)
+    if report.verdict == "mismatch" and fd is not None:
+        _name_kink_convention(net, hand, refs, fd, budget.hand_only(dtype), report)
     return report
 
 
@@ -386,6 +388,52 @@ def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any,
             report.mismatches.append(Mismatch(pair=pair, tensor=k, index=worst, element=_name(k, worst),
                                               values=values, budget=float(bud[worst]), ratio=check.ratio,
                                               n_bad=int(bad.sum())))
+
+
+def _kink_convention(net: Network) -> tuple[str, float, float, float] | None:
+    """The first kinked elementwise activation: its name, kink, the suite's derivative there and
+    the other one-sided derivative (``relu``: 0, 0 and 1)."""
+    for act in net.activations:
+        if not (act.kinks and act.elementwise and act.derivative is not None):
+            continue
+        k = float(act.kinks[0])
+        at = np.array([[k]])
+        conv = float(act.derivative(at, act.forward(at))[0, 0])
+        for side in (k - 1e-9, k + 1e-9):
+            z = np.array([[side]])
+            d = float(act.derivative(z, act.forward(z))[0, 0])
+            if abs(d - conv) > 1e-6:
+                return act.name, k, conv, d
+    return None
+
+
+def _name_kink_convention(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any,
+                          hand_budget: Mapping[str, np.ndarray], report: Report) -> None:
+    """After a mismatch: when every mismatching element whose finite-difference step crossed a
+    kink has the hand value on the *other* one-sided quotient while the references take the
+    suite's branch, say so in a sentence that names the convention."""
+    conv = _kink_convention(net)
+    exact = [r for n, r in refs.items() if n != "fd"]
+    if conv is None or not exact or not report.mismatches:
+        return
+    other_side = False
+    for mm in report.mismatches:
+        k, i = mm.tensor, mm.index
+        if not bool(fd.kink[k][i]):
+            return
+        h, ref = float(hand[k][i]), float(exact[0][k][i])
+        sides = [(float(fd.left[k][i]), float(fd.left_error[k][i])),
+                 (float(fd.right[k][i]), float(fd.right_error[k][i]))]
+        tol = float(hand_budget[k][i])
+        on = [abs(h - q) <= e + tol for q, e in sides]
+        ref_on = [abs(ref - q) <= e + tol for q, e in sides]
+        if not (any(on) and any(ref_on) and on != ref_on):
+            return
+        other_side = True
+    if other_side:
+        name, k0, d_conv, d_other = conv
+        report.notes.insert(0, f"your backward uses {name}'({k0:g}) = {d_other:g}; this suite's convention is "
+                               f"{name}'({k0:g}) = {d_conv:g} (a pre-activation sits exactly on the kink)")
 
 
 def _kink_bracket(hand: np.ndarray, fd: Any, k: str, hand_budget: np.ndarray) -> np.ndarray:
