@@ -323,3 +323,27 @@ def test_the_dyadic_kink_trap_is_decided_for_a_correct_relu_backward() -> None:
     acts = ["relu", "relu", "sigmoid"]
     cert = certify_backward(Textbook(acts), (2, 3, 3, 1), acts, examples=6)
     assert cert.ok and cert.traps["relu exactly at its kink (dyadic)"] == "certified", cert.text()
+
+
+# -- near a kink: mask the elements, not the case ----------------------------------------------------
+
+KINK_SPEC = CaseSpec((3, 64, 1), ("relu", "sigmoid"), "squared_error", True, 4, "unit", 50)
+
+
+def test_a_unit_near_its_kink_masks_its_elements_and_decides_the_rest() -> None:
+    net, params, X, Y = build_case(KINK_SPEC, "float32")
+    report = referee(net, params, X, Y, net.backward)
+    assert report.ok and report.masked == 4, report.text()  # row 36 of W1 (3) and B1 (1)
+    assert "4 of 321 gradient elements masked" in report.text()
+
+
+def test_an_error_outside_the_masked_elements_is_still_caught() -> None:
+    net, params, X, Y = build_case(KINK_SPEC, "float32")
+
+    def wrong_w2(p, X, Y):
+        g = net.backward(p, X, Y)
+        g["W2"] = g["W2"] * np.float32(1.01)
+        return g
+
+    report = referee(net, params, X, Y, wrong_w2)
+    assert report.verdict == "mismatch" and {m.tensor for m in report.mismatches} == {"W2"}, report.text()

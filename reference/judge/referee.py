@@ -16,7 +16,8 @@ Procedure (shape before values, forward before backward); :func:`referee` runs o
    key is reported in words, never as a numpy traceback (:func:`check_grads_structure`).
 3. The error budget of every element is derived (:mod:`handgrad.reference.judge.tolerance`; the
    derivation is ``docs/tolerances.md``). A kinked unit whose computed pre-activation may fall on
-   either side of its kink in the hand dtype makes the case ``inconclusive`` (not a failure).
+   either side of its kink in the hand dtype masks the gradient elements it can change (the
+   report says how many); only when that is every element is the case ``inconclusive``.
 4. The references are computed (:mod:`handgrad.reference.oracles.table`); an oracle that declines
    says why in the notes, and fewer usable references than ``min_oracles`` is ``inconclusive``.
 5. The oracles are cross-checked *among themselves* first (SymPy vs JAX, finite differences vs
@@ -35,6 +36,7 @@ raised or returned malformed output -- reported as a failure, with the reason).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -44,6 +46,7 @@ from handgrad import Network, Params
 from handgrad.notation import code_name, element_name, is_parameter_name
 from handgrad.validation import check_positive_int
 
+from ..numerics import unit_roundoff
 from ..oracles.table import ORACLES, check_oracles, oracle_label
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, Budget, TolerancePolicy, error_budget
@@ -206,7 +209,8 @@ def referee(
         return report
     # 3. The budgets, and a kink within rounding reach.
     budget = error_budget(net, params, X, Y, policy)
-    if _kink_ambiguous(budget, dtype, report):
+    mask = _kink_mask(net, budget, dtype, report)
+    if report.verdict == "inconclusive":
         return report
     # 4. The references.
     refs, fd = _run_oracles(net, dict(params), X, Y, oracles, report.notes)
@@ -215,8 +219,8 @@ def referee(
     # 5. The oracles among themselves.
     if not _cross_check(net, refs, fd, budget, report):
         return report
-    # 6. The hand gradient against each reference; one mismatch line per tensor.
-    _judge_hand(net, hand, refs, fd, budget, dtype, report)
+    # 6. The hand gradient against each reference (masked elements excluded); one line per tensor.
+    _judge_hand(net, hand, refs, fd, budget, dtype, report, mask)
     if report.verdict == "mismatch" and fd is not None:
         _name_kink_convention(net, hand, refs, fd, budget.hand_only(dtype), report)
     return report
@@ -317,14 +321,51 @@ def _same_twice(net: Network, first: Params, second: Params, tol: float, report:
     return True
 
 
-def _kink_ambiguous(budget: Budget, dtype: np.dtype, report: Report) -> bool:
-    """Step 3: a kinked unit that rounding may put on either side makes the case inconclusive."""
+_WHERE = re.compile(r"layer (\d+) unit (\d+) sample (\d+)")
+
+
+def _kink_mask(net: Network, budget: Budget, dtype: np.dtype, report: Report) -> dict[str, np.ndarray] | None:
+    """Step 3: the gradient elements a kinked unit within rounding reach of its kink can change
+    (True = masked), or None when no unit is ambiguous.
+
+    A unit ``(l, i, s)`` whose derivative may take either branch changes delta_l[i, s]: row i of
+    W_l and B_l, and through back-propagation every parameter of the layers below l. Layers above
+    only see a_l, which is continuous at the kink. The case is decided on the rest; when nothing is
+    left (or the unit cannot be located) it is ``inconclusive``.
+    """
     where = budget.kink_where(dtype)
-    if where:
+    if not where:
+        return None
+    limit = budget.policy.kink_margin * (unit_roundoff(dtype) + 2.0**-53)
+    bits = np.finfo(np.dtype(dtype)).nmant + 1
+    mask = {k: np.zeros(shape, dtype=bool) for k, shape in net.param_shapes.items()}
+    units = []
+    for dist, exact_bits, text in budget.kink_units:
+        if dist > limit or (exact_bits is not None and exact_bits <= bits):
+            continue
+        found = _WHERE.search(text)
+        if found is None:
+            mask = {k: np.ones_like(v) for k, v in mask.items()}
+            break
+        layer, unit, _ = (int(g) for g in found.groups())
+        units.append(text)
+        mask[f"W{layer}"][unit - 1, :] = True
+        mask[f"B{layer}"][unit - 1, :] = True
+        for below in range(1, layer):
+            mask[f"W{below}"][...] = True
+            mask[f"B{below}"][...] = True
+    n = int(sum(int(v.sum()) for v in mask.values()))
+    total = int(sum(v.size for v in mask.values()))
+    report.masked = n
+    if n >= total:
         report.verdict = "inconclusive"
         report.notes.append(f"a pre-activation is within rounding reach of a kink ({where}); "
                             "a correct backward may take either branch there")
-    return bool(where)
+        return None
+    report.notes.append(f"{n} of {total} gradient elements masked: {len(units)} pre-activation(s) within "
+                        f"rounding reach of a kink ({where}{', ...' if len(units) > 1 else ''}), where a "
+                        "correct backward may take either branch; the other elements are checked")
+    return mask
 
 
 def _too_few(refs: Mapping[str, Params], min_oracles: int, report: Report) -> bool:
@@ -364,10 +405,13 @@ def _cross_check(net: Network, refs: Mapping[str, Params], fd: Any, budget: Budg
 
 
 def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any, budget: Budget,
-                dtype: np.dtype, report: Report) -> None:
+                dtype: np.dtype, report: Report, mask: Mapping[str, np.ndarray] | None = None) -> None:
     """Step 6: hand vs each reference, element by element; a mismatch records every source's
     value at the tensor's worst element (the first pair's line per tensor is kept)."""
     against, hand_only = budget.against(dtype), budget.hand_only(dtype)
+    if mask is not None:  # a masked element gets an infinite budget: it cannot fail
+        against = {k: np.where(mask[k], np.inf, v) for k, v in against.items()}
+        hand_only = {k: np.where(mask[k], np.inf, v) for k, v in hand_only.items()}
     for name, ref in refs.items():
         pair = f"hand vs {oracle_label(name)}"
         for k in net.param_names:

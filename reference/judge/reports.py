@@ -210,6 +210,7 @@ class Report:
     reproduce: str = ""
     call: str = ""
     seed: int | None = None
+    masked: int = 0
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     """The provider's exception when the verdict is ``error`` (not rendered; the cause of a
     :class:`~handgrad.reference.CertificationError`)."""
@@ -241,7 +242,7 @@ class Report:
         d = {"architecture": self.architecture, "dtype": self.dtype, "m": self.m, "verdict": self.verdict,
              "ok": self.ok, "checks": [c.to_dict() for c in self.checks],
              "mismatches": [mm.to_dict() for mm in self.mismatches], "notes": list(self.notes),
-             "reproduce": self.reproduce}
+             "reproduce": self.reproduce, "masked": self.masked}
         return _sealed(d, self.call or self.reproduce, self.seed)
 
     def to_json(self) -> str:
@@ -327,6 +328,8 @@ class Certificate:
     traps: dict[str, str] = field(default_factory=dict)
     refusals: list[str] = field(default_factory=list)
     decided: dict[str, list[Any]] = field(default_factory=dict)
+    masked: int = 0
+    """Gradient elements left unchecked in certified cases (near a kink, see the referee)."""
 
     @property
     def ok(self) -> bool:
@@ -357,6 +360,7 @@ class Certificate:
             return
         if report.ok:
             self.certified += 1
+            self.masked += report.masked
             for k, d in report.per_tensor().items():
                 agg = self.per_tensor.setdefault(k, {"max_abs": 0.0, "max_rel": 0.0, "ratio": 0.0})
                 for key in agg:
@@ -377,6 +381,7 @@ class Certificate:
              "requested": self.requested, "random_decided": self.random_decided, "quorum": self.quorum,
              "per_scale": self.per_scale,
              "traps": self.traps, "refusals": list(self.refusals), "decided": self.decided,
+             "masked": self.masked,
              "failure": self.failure.to_dict() if self.failure is not None else None}
         return _sealed(d, self.call, self.seed)
 
@@ -444,6 +449,8 @@ def _design_text(d: Mapping[str, Any]) -> list[str]:
                      + (f" (undecided: {'; '.join(und)})" if und else ""))
     if _decided_line(d):
         lines.append("  " + _decided_line(d))
+    if d.get("masked"):
+        lines.append(f"  {d['masked']} gradient element(s) of certified cases masked near a kink (not checked)")
     lines += ["  refused: " + r for r in d.get("refusals", [])]
     return lines
 
@@ -462,6 +469,8 @@ def _design_markdown(d: Mapping[str, Any]) -> list[str]:
                   + (f" (undecided: {'; '.join(und)})." if und else ".")]
     if _decided_line(d):
         lines += ["", _decided_line(d)[0].upper() + _decided_line(d)[1:] + "."]
+    if d.get("masked"):
+        lines += ["", f"{d['masked']} gradient element(s) of certified cases masked near a kink (not checked)."]
     lines += [f"- **refused**: {r}" for r in d.get("refusals", [])]
     return lines
 
