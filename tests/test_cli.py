@@ -500,3 +500,14 @@ def test_handout_command_writes_the_article_page(tmp_path: Path, capsys: pytest.
     assert out.read_text(encoding="utf-8") == (root / "docs" / "handout.md").read_text(encoding="utf-8")
     assert main(["handout", "--arch", "2-3-3-1", "--loss", "no_such_loss"]) == 2
     assert "no_such_loss" in capsys.readouterr().err
+
+
+def test_certify_refuses_a_long_run_without_yes(in_tests_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from handgrad.reference.judge.scale import LONG_RUN_SECONDS, estimate_seconds
+
+    args = ["certify", "--backward", "user_backward_example:correct", "--arch", "784-256-128-10",
+            "--activation", "sigmoid", "--no-report"]
+    assert estimate_seconds((784, 256, 128, 10), 30, 8, ("sympy", "jax", "fd")) > LONG_RUN_SECONDS
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "estimated at" in err and "--yes" in err and err.count("\n") == 1

@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--long", action="store_true",
                    help=f"allow a run of more than {MAX_CASES:,} cases in all (examples x architectures); "
                         "without it such a run is refused with an estimate of its time")
+    p.add_argument("--yes", action="store_true",
+                   help="go ahead with a run estimated above a minute (without it such a run is refused, "
+                        "exit 2, with its estimate)")
     p.add_argument("--report-dir", default=".", metavar="DIR",
                    help=f"where to write {REPORT_STEM}.md, .json and .png (created if missing)")
     p.add_argument("--no-report", action="store_true", help="write no report files")

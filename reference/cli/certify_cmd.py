@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, TextIO
 import handgrad as hg
 
 from ..judge.reports import RunSummary, SubjectResult
+from ..judge.scale import LONG_RUN_SECONDS, estimate_seconds
 from ..oracles.table import oracle_label
 from .args import (
     UsageError,
@@ -34,6 +35,8 @@ DEFAULT_EXAMPLES = 6
 """Cases per architecture of the registry run (``handgrad certify`` with no options)."""
 DEFAULT_BACKWARD_EXAMPLES = 30
 """Cases for a user's backward (``--backward``): one architecture, so more cases."""
+ESTIMATE_BATCH = 8
+"""The batch size the time estimate assumes: most drawn batches are at most 8 samples."""
 
 
 def _subjects_from_registry(args: argparse.Namespace) -> list[SubjectResult]:
@@ -115,12 +118,24 @@ def _plan(args: argparse.Namespace, err: TextIO) -> _Plan:
     workers, warning = cap_jobs(args.jobs)
     workers = min(workers, len(jobs))
     estimate = check_case_count(examples, len(jobs), workers, long=args.long)
+    seconds = _estimated_seconds(jobs, examples, oracles) / max(workers, 1)
+    if seconds > LONG_RUN_SECONDS and not args.yes:
+        raise UsageError(f"this run is estimated at {seconds:.0f} s ({len(jobs)} architecture(s) x {examples} "
+                         "cases); lower --examples, or pass --yes to go ahead")
     report_dir = None if args.no_report else _report_dir(args.report_dir)  # last: it creates the folder
     if warning is not None:
         print(f"handgrad certify: warning: {warning}", file=err)
     if estimate is not None:
         print(f"handgrad certify: note: {estimate}", file=err)
+    if not args.quiet:
+        print(f"handgrad certify: estimated time {seconds:.0f} s", file=err)
     return _Plan(subjects, backward, examples, oracles, report_dir, jobs, workers)
+
+
+def _estimated_seconds(jobs: list[_Job], examples: int, oracles: tuple[str, ...]) -> float:
+    """Seconds the jobs should take on the reference machine (:func:`judge.scale.estimate_seconds`,
+    at a typical drawn batch, :data:`ESTIMATE_BATCH`)."""
+    return sum(estimate_seconds(tuple(j.sizes), examples, ESTIMATE_BATCH, oracles) for j in jobs)
 
 
 def _report_dir(text: str) -> Path:
