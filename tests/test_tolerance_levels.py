@@ -168,3 +168,11 @@ def test_named_policies_and_their_validation() -> None:
         TolerancePolicy(level="lax")
     with pytest.raises(ValueError, match=r"relative_share must be in \(0, 1\)"):
         TolerancePolicy(level="strict", relative_share=1.0)
+
+
+def test_certify_accepts_the_strict_level_by_name() -> None:
+    from handgrad.reference import certify_network
+
+    net = hg.Network((2, 3, 1), ["tanh", "sigmoid"], "squared_error")
+    cert = certify_network(net, examples=6, oracles=ORACLES, policy="strict")
+    assert cert.ok, str(cert)
