@@ -468,3 +468,20 @@ def test_predict_is_the_last_activation_and_loss_value_checks_the_labels() -> No
     np.testing.assert_array_equal(net.predict(p, X), net.forward(p, X).a[-1])
     with pytest.raises(ValueError, match=r"Y has shape \(2, 1\) but expected shape \(1, 2\)"):
         net.loss_value(p, X, np.zeros((2, 1)))
+
+
+def test_describe_names_sizes_activations_loss_and_fusion() -> None:
+    # The one-line architecture every report and certificate prints.
+    assert hg.Network((2, 3, 3, 1)).describe() == "2-3-3-1 sigmoid/sigmoid/sigmoid, squared_error"
+    assert hg.Network((3, 5, 2), ["relu", "softmax"], "cross_entropy").describe() == \
+        "3-5-2 relu/softmax, cross_entropy (fused)"
+    assert hg.Network((3, 5, 2), ["relu", "softmax"], "cross_entropy", fuse=False).describe() == \
+        "3-5-2 relu/softmax, cross_entropy"
+
+
+def test_init_biases_are_zero_by_default_and_drawn_when_asked() -> None:
+    net = hg.Network((2, 3, 1))
+    default = net.init(np.random.default_rng(0))
+    assert all(np.all(default[k] == 0) for k in ("B1", "B2"))
+    drawn = net.init(np.random.default_rng(0), bias_scale=0.5)
+    assert all(np.all(drawn[k] != 0) for k in ("B1", "B2"))
