@@ -398,6 +398,8 @@ BAD: list[tuple[str, Callable[[], object], type[Exception], str]] = [
      r"no loss named 'nope'; known: \[.*'bce'"),
     ("article_init int", lambda: hg.Network((2, 1)).article_init(3), TypeError,
      "rng must be a numpy Generator or RandomState, got int"),
+    ("init legacy RandomState", lambda: hg.Network((2, 1)).init(np.random.RandomState(0)), TypeError,
+     r"rng must be a numpy.random.Generator \(np.random.default_rng\(seed\)\), got RandomState"),
 ]
 
 
@@ -485,3 +487,17 @@ def test_init_biases_are_zero_by_default_and_drawn_when_asked() -> None:
     assert all(np.all(default[k] == 0) for k in ("B1", "B2"))
     drawn = net.init(np.random.default_rng(0), bias_scale=0.5)
     assert all(np.all(drawn[k] != 0) for k in ("B1", "B2"))
+
+
+def _softmax_vjp_from_logits(z: np.ndarray, a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """softmax's Jacobian-vector product recomputed from the logits, as the vjp contract allows."""
+    s = hg.get_activation("softmax")(z)
+    return s * (g - np.sum(g * s, axis=0, keepdims=True))
+
+
+def test_backward_hands_the_logits_to_a_vjp_that_reads_them() -> None:
+    builtin = hg.get_activation("softmax")
+    act = hg.Activation("softmax_vjp_from_z", builtin.definition, builtin.forward, vjp=_softmax_vjp_from_logits)
+    z = np.array([[0.5, -1.0], [2.0, 0.0], [-0.5, 1.0]])
+    g = np.array([[1.0, 0.0], [-2.0, 0.5], [0.25, 1.0]])
+    np.testing.assert_allclose(act.backward(z, act(z), g), builtin.backward(z, builtin(z), g), rtol=1e-15)
