@@ -86,3 +86,15 @@ def test_mp_is_in_the_oracle_table() -> None:
     net, p, X, Y = build_case(SPECS[4], filter_domain=False)
     g = entry.compute(net, p, X, Y)
     assert set(g) == set(net.param_names)
+
+
+def test_a_budget_that_overflows_float64_says_so() -> None:
+    # softplus at z = 1000 is exp(1000) = inf in the float64 definition: the magnitudes overflow
+    # (inf * 0 = nan downstream); finite() tells the caller.
+    net = hg.Network((1, 2, 1), ["softplus", "tanh"], "squared_error")
+    p = {"W1": np.array([[1e3], [1.0]]), "B1": np.zeros((2, 1)), "W2": np.array([[0.0, 1.0]]), "B2": np.array([[0.0]])}
+    with np.errstate(all="ignore"):
+        budget = error_budget(net, p, np.array([[1.0]]), np.array([[0.0]]))
+    assert not budget.finite()
+    net, p, X, Y = build_case(SPECS[0], filter_domain=False)
+    assert error_budget(net, p, X, Y).finite()

@@ -158,6 +158,12 @@ class Budget:
     """The magnitudes a float64 *reference* (JAX, SymPy) is held to: textbook ones (both use the
     textbook derivative formulas, absolute accuracy u); None means ``magnitude`` (textbook level)."""
 
+    def finite(self) -> bool:
+        """False when a magnitude overflowed float64 (pre-activations far beyond the oracles'
+        domain, |z| ~ 1e4 and up): such a budget cannot decide a case, and a NaN one would compare
+        as never exceeded, so callers must treat the case as undecided."""
+        return all(bool(np.all(np.isfinite(v))) for v in self.magnitude.values())
+
     def kink_ambiguous(self, dtype_hand: Any) -> bool:
         """True when a correct backward in ``dtype_hand`` could land on the other side of a kink."""
         return bool(self.kink_where(dtype_hand))
