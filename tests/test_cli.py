@@ -510,4 +510,4 @@ def test_certify_refuses_a_long_run_without_yes(in_tests_dir: Path, capsys: pyte
     assert estimate_seconds((784, 256, 128, 10), 30, 8, ("sympy", "jax", "fd")) > LONG_RUN_SECONDS
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "estimated at" in err and "--yes" in err and err.count("\n") == 1
+    assert "784-256-128-10 is estimated at" in err and "--yes" in err and err.count("\n") == 1

@@ -173,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"allow a run of more than {MAX_CASES:,} cases in all (examples x architectures); "
                         "without it such a run is refused with an estimate of its time")
     p.add_argument("--yes", action="store_true",
-                   help="go ahead with a run estimated above a minute (without it such a run is refused, "
-                        "exit 2, with its estimate)")
+                   help="go ahead when one architecture is estimated above a minute (without it such a run "
+                        "is refused, exit 2, with its estimate)")
     p.add_argument("--report-dir", default=".", metavar="DIR",
                    help=f"where to write {REPORT_STEM}.md, .json and .png (created if missing)")
     p.add_argument("--no-report", action="store_true", help="write no report files")
