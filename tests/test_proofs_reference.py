@@ -77,6 +77,9 @@ def test_a_trial_bound_of_one_stops_the_run_and_says_so(monkeypatch: pytest.Monk
     assert proof.trials == 1 and proof.error_bound == 1.0
     assert "error target not reached" in proof.detail and "certifies nothing" in proof.detail
     assert "error target not reached" in str(proof)
+    # a bound that certifies nothing is no proof: not ok, yet no parameter is blamed
+    assert not proof.ok and proof.failures == () and proof.first_failure is None
+    assert str(proof).splitlines()[0].split(": ")[1].startswith("NOT DECIDED")
 
 
 def test_the_default_run_reaches_the_target_without_a_note() -> None:

@@ -121,7 +121,9 @@ class NetworkProof:
 
     Attributes:
       network: ``net.describe()``.
-      ok: True when every parameter's gradient was shown equal to the true derivative.
+      ok: True when every parameter's gradient was shown equal to the true derivative. False when
+        one was refuted (``failures``), and also when the modular bound reached 1, which certifies
+        nothing even though the identity held at every point (``failures`` empty, ``detail`` says so).
       method: ``"symbolic"`` (deterministic) or ``"modular"`` (randomized, exact arithmetic).
       error_bound: probability that a wrong gradient passed (0.0 for ``"symbolic"``, and 0.0 for a
         failure, which is certain: a nonzero difference at a point proves a nonzero expression).
@@ -150,18 +152,21 @@ class NetworkProof:
     detail: str = ""
 
     def __str__(self) -> str:
-        verdict = "PROVED" if self.ok else "FAILED"
+        verdict = "PROVED" if self.ok else ("NOT DECIDED" if not self.failures else "FAILED")
         if self.method == "symbolic":
             how = "deterministic (SymEngine diff + expand)"
         elif self.ok:
             how = (f"exact randomized identity test mod {PRIME}, {self.trials} trial(s), "
                    f"P(wrong gradient passes) <= {self.error_bound:.1e}")
+        elif not self.failures:
+            how = (f"exact randomized identity test mod {PRIME}, {self.trials} trial(s): held at every point, "
+                   f"but P(wrong gradient passes) <= {self.error_bound:.2g} bounds nothing")
         else:
             how = f"exact randomized identity test mod {PRIME}: refuted in trial {self.trials}, which is certain"
         lines = [f"{self.network}: {verdict} ({self.n_params} parameters, {self.seconds:.3f} s, {how})",
                  f"  loss head: {self.head}",
                  f"  relies on the local rules: {', '.join(self.relies_on)}"]
-        if not self.ok:
+        if self.failures:
             shown = ", ".join(self.failures[:8]) + (" ..." if len(self.failures) > 8 else "")
             lines.append(f"  first failing parameter: {self.first_failure}; {len(self.failures)} failing: {shown}")
         if self.detail:
@@ -430,6 +435,8 @@ def prove_network(
         ok, failures, bound, done, head = _prove_modular(net, trials, int(seed), int(batch))
         if not ok:
             bound = 0.0
+        elif bound >= 1.0:  # the identity held at every point, but the bound certifies nothing
+            ok = False
         detail = "; ".join(d for d in (detail, _target_note(bound, trials)) if d)
     return NetworkProof(
         network=net.describe(), ok=ok, method="symbolic" if symbolic else "modular",
