@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad import Network, Params
+from handgrad import NUMPY_OPS, Network, Params
 from handgrad.notation import code_name, element_name, is_parameter_name
 from handgrad.validation import check_positive_int
 
@@ -441,14 +441,21 @@ def _kink_convention(net: Network) -> tuple[str, float, float, float] | None:
         if not (act.kinks and act.elementwise and act.derivative is not None):
             continue
         k = float(act.kinks[0])
-        at = np.array([[k]])
-        conv = float(act.derivative(at, act.forward(at))[0, 0])
-        for side in (k - 1e-9, k + 1e-9):
-            z = np.array([[side]])
-            d = float(act.derivative(z, act.forward(z))[0, 0])
+        try:
+            conv, *sides = (_derivative_at(act, z) for z in (k, k - 1e-9, k + 1e-9))
+        except Exception:  # a user's activation that cannot be evaluated on its own: no sentence
+            continue
+        for d in sides:
             if abs(d - conv) > 1e-6:
                 return act.name, k, conv, d
     return None
+
+
+def _derivative_at(act: Any, z: float) -> float:
+    """The activation's hand derivative at the scalar ``z`` (its value from the shared definition)."""
+    zz = np.array([[z]])
+    a = np.asarray(act.definition(zz, NUMPY_OPS), dtype=np.float64)
+    return float(np.asarray(act.derivative(zz, a))[0, 0])
 
 
 def _name_kink_convention(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any,
