@@ -347,3 +347,20 @@ def test_an_error_outside_the_masked_elements_is_still_caught() -> None:
 
     report = referee(net, params, X, Y, wrong_w2)
     assert report.verdict == "mismatch" and {m.tensor for m in report.mismatches} == {"W2"}, report.text()
+
+
+def test_vary_shapes_draws_hidden_widths_past_eight_and_a_square_trap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from handgrad.reference.judge.reports import Report
+
+    widths: list[tuple[int, ...]] = []
+
+    def recorder(net, params, X, Y, backward, **_):
+        widths.append(tuple(net.sizes))
+        return Report(net.describe(), str(X.dtype), X.shape[1], "certified")
+
+    monkeypatch.setattr(certify_module, "referee", recorder)
+    cert = certify_backward(lambda p, X, Y: p, (2, 3, 3, 1), SIG3, oracles=("jax", "fd"), examples=60,
+                            vary_shapes=True)
+    assert cert.traps["square layers"] == "certified" and (2, 2, 2, 1) in widths
+    assert any(max(s[1:-1]) > 8 for s in widths), widths
+    assert all(s[0] == 2 and s[-1] == 1 for s in widths)
