@@ -64,7 +64,7 @@ def test_certify_draws_m_equal_to_a_layer_width(monkeypatch: pytest.MonkeyPatch)
     # drew through case_specs); the trap draws a layer width one time in four.
     seen = _recorded_batches(monkeypatch, sizes=(2, 37, 1), activations=["tanh", "sigmoid"], examples=60,
                              max_batch=64)
-    assert sum(seen.values()) == 60
+    assert sum(seen.values()) >= 60  # the 60 drawn cases, and the traps
     assert seen[((2, 37, 1), 37)] >= 3, seen
 
 

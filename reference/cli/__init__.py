@@ -165,10 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="hypothesis seed: the same seed replays the same cases")
     p.add_argument("--oracles", default=",".join(ORACLES), metavar="O1,O2",
                    help=f"references to compare with, at least {MIN_REFERENCES} of {', '.join(ORACLES)}")
-    p.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
                    help="worker processes, one architecture at a time each, at most one per core (more is "
-                        "capped, with a warning); the results do not depend on it. Each worker starts in ~2 s "
-                        "and compiles its own oracles: worth it on idle cores only")
+                        "capped, with a warning); the results do not depend on it. Default: up to 2 for the "
+                        "registry run (51 architectures), 1 with --backward. Each worker starts in ~2 s and "
+                        "compiles its own oracles: worth it on idle cores only")
     p.add_argument("--long", action="store_true",
                    help=f"allow a run of more than {MAX_CASES:,} cases in all (examples x architectures); "
                         "without it such a run is refused with an estimate of its time")

@@ -24,15 +24,19 @@ from .args import (
     _parse_oracles,
     load_backward,
 )
-from .limits import cap_jobs, check_case_count
+from .limits import cap_jobs, check_case_count, usable_cores
 from .progress import _Progress
 from .report_files import ReportDirError, check_report_dir, write_reports
 from .runner import _hypothesis_home, _Job, _run_job, _run_parallel
 
 __all__ = ["DEFAULT_BACKWARD_EXAMPLES", "DEFAULT_EXAMPLES"]
 
-DEFAULT_EXAMPLES = 6
-"""Cases per architecture of the registry run (``handgrad certify`` with no options)."""
+DEFAULT_EXAMPLES = 4
+"""Drawn cases per architecture of the registry run (``handgrad certify`` with no options), on top
+of the traps every architecture always gets (about 12: every batch-size trap, duplicated samples,
+exact zeros, X at two scales, a kink met exactly)."""
+DEFAULT_REGISTRY_JOBS = 2
+"""Workers of the registry run when ``--jobs`` is not given (capped to the usable cores)."""
 DEFAULT_BACKWARD_EXAMPLES = 30
 """Cases for a user's backward (``--backward``): one architecture, so more cases."""
 ESTIMATE_BATCH = 8
@@ -115,7 +119,7 @@ def _plan(args: argparse.Namespace, err: TextIO) -> _Plan:
     oracles = _parse_oracles(args.oracles)
     jobs = [_Job(i, s.name, s.kind, *arch, args.dtype, examples, bool(args.vary_shapes), args.max_width,
                  oracles, args.seed) for i, s in enumerate(subjects) for arch in s.architectures]
-    workers, warning = cap_jobs(args.jobs)
+    workers, warning = cap_jobs(args.jobs if args.jobs is not None else _default_jobs(args))
     workers = min(workers, len(jobs))
     estimate = check_case_count(examples, len(jobs), workers, long=args.long)
     per_job = [_estimated_seconds(j, examples, oracles) for j in jobs]
@@ -141,6 +145,12 @@ def _estimated_seconds(job: _Job, examples: int, oracles: tuple[str, ...]) -> fl
     many small architectures (the registry run) add up to a known total, but one architecture over a
     minute is a real-sized net, where the user should choose the number of examples."""
     return estimate_seconds(tuple(job.sizes), examples, ESTIMATE_BATCH, oracles)
+
+
+def _default_jobs(args: argparse.Namespace) -> int:
+    """Workers when ``--jobs`` is not given: the registry run spreads its many architectures over up
+    to :data:`DEFAULT_REGISTRY_JOBS` cores; a user's backward (one architecture) runs here."""
+    return min(DEFAULT_REGISTRY_JOBS, usable_cores()) if args.backward is None else 1
 
 
 def _report_dir(text: str) -> Path:
