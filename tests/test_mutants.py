@@ -346,6 +346,8 @@ def _one(z: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 
 TANH = hg.get_activation("tanh")
+NET21, NET23 = hg.Network((2, 1)), hg.Network((2, 3, 1))
+P21 = {"W1": np.ones((1, 2)), "B1": np.zeros((1, 1))}
 Z = np.zeros((2, 1))
 BCE = hg.get_loss("bce")
 
@@ -398,6 +400,16 @@ BAD: list[tuple[str, Callable[[], object], type[Exception], str]] = [
      r"no loss named 'nope'; known: \[.*'bce'"),
     ("article_init int", lambda: hg.Network((2, 1)).article_init(3), TypeError,
      "rng must be a numpy Generator or RandomState, got int"),
+    ("init negative bias scale", lambda: hg.Network((2, 1)).init(np.random.default_rng(0), bias_scale=-1.0),
+     ValueError, r"bias_scale must be >= 0.0, got -1.0"),
+    ("init dtype not a dtype", lambda: hg.Network((2, 1)).init(np.random.default_rng(0), dtype=object()), TypeError,
+     "dtype must be float32 or float64, got <object object"),
+    ("params of two dtypes", lambda: NET21.check_params({"W1": np.ones((1, 2)), "B1": np.ones((1, 1), np.float32)}),
+     TypeError, r"params\['B1'\] has dtype float32 but expected dtype float64"),
+    ("X wrong rows, named", lambda: NET21.predict(P21, np.ones((3, 1))), ValueError,
+     r"^X has shape \(3, 1\) but expected shape \(2, \?\)"),
+    ("X empty, expected shape", lambda: NET23.predict(NET23.init(np.random.default_rng(0)), np.ones((2, 0))),
+     ValueError, r"X has shape \(2, 0\): the batch is empty \(expected \(2, m\) with m >= 1\)"),
     ("init legacy RandomState", lambda: hg.Network((2, 1)).init(np.random.RandomState(0)), TypeError,
      r"rng must be a numpy.random.Generator \(np.random.default_rng\(seed\)\), got RandomState"),
 ]
@@ -501,3 +513,12 @@ def test_backward_hands_the_logits_to_a_vjp_that_reads_them() -> None:
     z = np.array([[0.5, -1.0], [2.0, 0.0], [-0.5, 1.0]])
     g = np.array([[1.0, 0.0], [-2.0, 0.5], [0.25, 1.0]])
     np.testing.assert_allclose(act.backward(z, act(z), g), builtin.backward(z, builtin(z), g), rtol=1e-15)
+
+
+def test_init_draws_weights_at_one_over_root_fan_in_and_honours_weight_scale() -> None:
+    net = hg.Network((400, 300, 1))
+    p = net.init(np.random.default_rng(0))
+    assert np.std(p["W1"]) == pytest.approx(1 / 20, rel=0.02)
+    assert np.std(p["W2"]) == pytest.approx(1 / 300**0.5, rel=0.2)
+    assert np.all(p["B1"] == 0) and np.all(p["B2"] == 0)
+    assert np.std(net.init(np.random.default_rng(0), weight_scale=0.5)["W1"]) == pytest.approx(0.5, rel=0.02)
