@@ -49,8 +49,9 @@ def _first_paragraph(doc: str | None) -> str:
 
 
 def _signature(obj: object) -> str:
+    """The signature as text, with ``$`` escaped (a default of ``'$$'`` is not math)."""
     try:
-        return str(inspect.signature(obj))  # type: ignore[arg-type]
+        return str(inspect.signature(obj)).replace("$", "\\$")  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return ""
 
