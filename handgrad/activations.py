@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .registry import Registry
 from .validation import check_array
 
 __all__ = [
@@ -189,7 +190,7 @@ class Activation:
         return self.vjp(z, a, grad_a)
 
 
-_REGISTRY: dict[str, Activation] = {}
+_REGISTRY: Registry[Activation] = Registry("activation", Activation)
 
 
 def register_activation(act: Activation, *, replace: bool = False) -> Activation:
@@ -198,41 +199,27 @@ def register_activation(act: Activation, *, replace: bool = False) -> Activation
     Every registered activation is picked up by the property suite and by ``handgrad certify``.
     Raises ``ValueError`` if the name is taken and ``replace`` is false.
     """
-    if not isinstance(act, Activation):
-        raise TypeError(f"act must be an Activation, got {type(act).__name__}")
-    if act.name in _REGISTRY and not replace:
-        raise ValueError(f"an activation named {act.name!r} is already registered (pass replace=True)")
-    _REGISTRY[act.name] = act
-    return act
+    return _REGISTRY.register(act, replace=replace, argument="act")
 
 
 def unregister_activation(name: str) -> None:
     """Remove a registered activation (raises ``KeyError`` naming the known ones)."""
-    if name not in _REGISTRY:
-        raise KeyError(f"no activation named {name!r}; known: {sorted(_REGISTRY)}")
-    del _REGISTRY[name]
+    _REGISTRY.unregister(name)
 
 
 def get_activation(name: str | Activation) -> Activation:
     """Look an activation up by name (an :class:`Activation` is returned as is)."""
-    if isinstance(name, Activation):
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"activation must be a name or an Activation, got {type(name).__name__}")
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; registered: {sorted(_REGISTRY)}") from None
+    return _REGISTRY.get(name)
 
 
 def activation_names() -> list[str]:
     """Names of all registered activations, in registration order."""
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def iter_activations() -> Iterator[Activation]:
     """The registered activations themselves, in registration order."""
-    return iter(list(_REGISTRY.values()))
+    return _REGISTRY.values()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .activations import Ops, _softmax_forward
+from .registry import Registry
 from .validation import check_array
 
 __all__ = [
@@ -235,46 +236,32 @@ def _logits_ce_grad(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     return _logits_ce_delta(z, _softmax_forward(z), y)
 
 
-_REGISTRY: dict[str, Loss] = {}
+_REGISTRY: Registry[Loss] = Registry("loss", Loss)
 
 
 def register_loss(loss: Loss, *, replace: bool = False) -> Loss:
     """Add ``loss`` to the registry (from anywhere; certified everywhere automatically)."""
-    if not isinstance(loss, Loss):
-        raise TypeError(f"loss must be a Loss, got {type(loss).__name__}")
-    if loss.name in _REGISTRY and not replace:
-        raise ValueError(f"a loss named {loss.name!r} is already registered (pass replace=True)")
-    _REGISTRY[loss.name] = loss
-    return loss
+    return _REGISTRY.register(loss, replace=replace, argument="loss")
 
 
 def unregister_loss(name: str) -> None:
     """Remove a registered loss (raises ``KeyError`` naming the known ones)."""
-    if name not in _REGISTRY:
-        raise KeyError(f"no loss named {name!r}; known: {sorted(_REGISTRY)}")
-    del _REGISTRY[name]
+    _REGISTRY.unregister(name)
 
 
 def get_loss(name: str | Loss) -> Loss:
     """Look a loss up by name (a :class:`Loss` is returned as is)."""
-    if isinstance(name, Loss):
-        return name
-    if not isinstance(name, str):
-        raise TypeError(f"loss must be a name or a Loss, got {type(name).__name__}")
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; registered: {sorted(_REGISTRY)}") from None
+    return _REGISTRY.get(name)
 
 
 def loss_names() -> list[str]:
     """Names of all registered losses, in registration order."""
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def iter_losses() -> Iterator[Loss]:
     """The registered losses themselves, in registration order."""
-    return iter(list(_REGISTRY.values()))
+    return _REGISTRY.values()
 
 
 squared_error = register_loss(Loss("squared_error", _se_def, _se_value, _se_grad))
