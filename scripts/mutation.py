@@ -74,7 +74,7 @@ THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
           35: "suspicious", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout",
           255: "timeout", -11: "segfault", -9: "segfault", None: "not checked"}
-COLUMNS = ("killed", "survived", "equivalent", "no tests", "timeout", "suspicious", "segfault",
+COLUMNS = ("killed", "killed by hand", "survived", "equivalent", "no tests", "timeout", "suspicious", "segfault",
            "skipped", "not checked")
 
 __all__ = ["EQUIVALENT", "Equivalent", "Mutant", "main"]
@@ -164,6 +164,7 @@ class Mutant:
     removed: tuple[str, ...] = ()
     added: tuple[str, ...] = ()
     equivalent: Equivalent | None = None
+    killed_by_hand: str = ""
 
     @property
     def function(self) -> str:
@@ -172,6 +173,8 @@ class Mutant:
     @property
     def status(self) -> str:
         base = STATUS.get(self.exit_code, "suspicious")
+        if base in ("survived", "no tests") and self.killed_by_hand:
+            return "killed by hand"
         if base in ("survived", "no tests") and self.equivalent is not None:
             return "equivalent"
         return base
@@ -369,7 +372,7 @@ def _counts_table(mutants: list[Mutant]) -> list[str]:
         ms = [m for m in mutants if target in ("total", m.path)]
         c = Counter(m.status for m in ms)
         killable = len(ms) - c["equivalent"]
-        score = f"{100 * c['killed'] / killable:.1f}%" if killable else "-"
+        score = f"{100 * (c['killed'] + c['killed by hand']) / killable:.1f}%" if killable else "-"
         name = f"`{target}`" if target != "total" else "**total**"
         rows.append(f"| {name} | {len(ms)} | " + " | ".join(str(c[col]) for col in cols) + f" | {score} |")
     return rows
@@ -415,7 +418,8 @@ def render(mutants: list[Mutant], passes: list[Pass], notes: str = "") -> str:
         "`nice -n 10 mutmut run --max-children 1`, then a forkserver pass over what it did not kill).",
         f"- **Time:** {sum(p.elapsed_s for p in passes) / 60:.0f} min wall in {len(passes)} passes, one worker, "
         "2 cores shared with other jobs.",
-        f"- **Score:** {c['killed']} killed of {len(mutants) - c['equivalent']} non-equivalent mutants "
+        f"- **Score:** {c['killed'] + c['killed by hand']} killed of {len(mutants) - c['equivalent']} "
+        "non-equivalent mutants "
         f"({c['equivalent']} shown equivalent below); {len(open_)} open; {len(unchecked)} not checked.",
         "",
         *_counts_table(mutants),
@@ -438,6 +442,13 @@ def render(mutants: list[Mutant], passes: list[Pass], notes: str = "") -> str:
                   "| mutant | status | change |", "|---|---|---|"]
         lines += [f"| `{m.name}` | {m.status} | {_diff_cell(m)} |" for m in open_]
         lines.append("")
+    by_hand = [m for m in mutants if m.status == "killed by hand"]
+    if by_hand:
+        lines += ["## Killed by hand after the last pass", "",
+                  "A test written after the last pass; `scripts/mutation.py` reruns it on mutmut's copy with the",
+                  "mutant on (it must fail) and off (it must pass).", "",
+                  "| mutant | change | test |", "|---|---|---|"]
+        lines += [f"| `{m.name}` | {_diff_cell(m)} | `{m.killed_by_hand}` |" for m in by_hand] + [""]
     if unchecked:
         provisional = fork_verdicts(passes)
         per_fn: dict[str, Counter] = {}
@@ -463,6 +474,65 @@ def render(mutants: list[Mutant], passes: list[Pass], notes: str = "") -> str:
     return "\n".join(lines)
 
 
+BY_HAND: dict[str, str] = {
+    "handgrad.activations.xǁActivationǁbackward_unchecked__mutmut_8":
+        "tests/test_mutants.py::test_backward_hands_the_logits_to_a_vjp_that_reads_them",
+    "handgrad.network.xǁNetworkǁinit__mutmut_4":
+        "tests/test_mutants.py::test_bad_input_is_named[init legacy RandomState]",
+    "handgrad.network.xǁNetworkǁinit__mutmut_22":
+        "tests/test_mutants.py::test_bad_input_is_named[init negative bias scale]",
+    "handgrad.network.xǁNetworkǁinit__mutmut_25":
+        "tests/test_mutants.py::test_bad_input_is_named[init negative bias scale]",
+    "handgrad.network.xǁNetworkǁinit__mutmut_30":
+        "tests/test_mutants.py::test_init_draws_weights_at_one_over_root_fan_in_and_honours_weight_scale",
+    "handgrad.network.xǁNetworkǁinit__mutmut_32":
+        "tests/test_mutants.py::test_init_draws_weights_at_one_over_root_fan_in_and_honours_weight_scale",
+    "handgrad.network.xǁNetworkǁinit__mutmut_33":
+        "tests/test_mutants.py::test_init_draws_weights_at_one_over_root_fan_in_and_honours_weight_scale",
+    "handgrad.network.xǁNetworkǁinit__mutmut_35":
+        "tests/test_mutants.py::test_init_draws_weights_at_one_over_root_fan_in_and_honours_weight_scale",
+    "handgrad.network.xǁNetworkǁinit__mutmut_38":
+        "tests/test_mutants.py::test_init_draws_weights_at_one_over_root_fan_in_and_honours_weight_scale",
+    "handgrad.network.xǁNetworkǁinit__mutmut_39":
+        "tests/test_mutants.py::test_init_draws_weights_at_one_over_root_fan_in_and_honours_weight_scale",
+    "handgrad.network.xǁNetworkǁcheck_params__mutmut_14":
+        "tests/test_mutants.py::test_bad_input_is_named[params of two dtypes]",
+    "handgrad.network.xǁNetworkǁcheck_params__mutmut_18":
+        "tests/test_mutants.py::test_bad_input_is_named[params of two dtypes]",
+    "handgrad.network.xǁNetworkǁcheck_batch__mutmut_11":
+        "tests/test_mutants.py::test_bad_input_is_named[X wrong rows, named]",
+    "handgrad.network.xǁNetworkǁcheck_batch__mutmut_18":
+        "tests/test_mutants.py::test_bad_input_is_named[X empty, expected shape]",
+    "handgrad.network.x__check_dtype__mutmut_3":
+        "tests/test_mutants.py::test_bad_input_is_named[init dtype not a dtype]",
+}
+"""Survivors of the last pass killed by a test written after it: each is re-checked by
+:func:`verify_by_hand` (the test must fail with the mutant on, and pass with it off)."""
+
+
+def verify_by_hand(mutants: list[Mutant], workdir: Path, tree: Path, venv: Path) -> None:
+    """Run each ``BY_HAND`` test against mutmut's trampolined copy with the mutant on and off."""
+    todo = [m for m in mutants if m.name in BY_HAND and STATUS.get(m.exit_code) != "killed"]
+    if not todo:
+        return
+    where = workdir / "by-hand"
+    if where.exists():
+        shutil.rmtree(where)
+    shutil.copytree(tree / "mutants" / "handgrad", where / "handgrad")
+    shutil.copytree(REPO / "tests", where / "tests")
+    shutil.copy2(REPO / "pyproject.toml", where / "pyproject.toml")
+    env = {**os.environ, "PYTHONPATH": str(where), **{v: "1" for v in THREAD_VARS}}
+    for m in todo:
+        test = BY_HAND[m.name]
+        codes = [subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", *PYTEST_ARGS, test],
+                                cwd=where, env={**env, "MUTANT_UNDER_TEST": name}, capture_output=True).returncode
+                 for name in (m.name, "")]
+        if codes[0] == 1 and codes[1] == 0:
+            m.killed_by_hand = test
+        else:
+            print(f"{m.name}: {test} exits {codes[0]} with the mutant and {codes[1]} without; not counted")
+
+
 NOTES = r"""
 ## What the survivors taught (input for the case design)
 
@@ -479,10 +549,12 @@ still do not reach the branch.
 3. **Labels always sum to 1.** `_logits_ce_delta`: `a * sum(y) - y` → `a / sum(y) - y` survived; the
    definition admits any non-negative labels (`target_range = (0, inf)`), but the cases never draw
    unnormalized ones.
-4. **The oracles' kink convention is not checked at exact zeros.** Definitions `z > 0` → `z >= 0`
-   (relu, leaky_relu, elu) give the same values but make JAX differentiate the other branch at 0;
-   the referee's one exact-kink test (`test_relu_exactly_at_the_kink_is_certified`) certifies a hand
-   backward against FD brackets, and random draws never produce an exact zero.
+4. **The oracles' kink convention is checked at an exact zero for relu only.** Definitions
+   `z > 0` → `z >= 0` give the same values but make JAX differentiate the other branch at 0. For
+   relu the referee's exact-kink tests (`test_relu_exactly_at_the_kink_is_certified`, `..._caught`)
+   kill it once JAX retraces (pass 1's jit-cache artefact had hidden it); for leaky_relu and elu
+   (mutants `x_leaky_relu__mutmut_13`, `x_elu__mutmut_13`) no case puts a pre-activation exactly on
+   the kink, and random draws never do, so only the new exact-kink test kills them.
 5. **Samples of very different scale never share a batch.** `_softmax_forward` and
    `_logits_ce_value`: the per-column max `np.max(z, axis=0)` → the global max `np.max(z)` survived;
    it only matters when two columns' logits differ by more than ~700 (one column underflows to 0/0).
@@ -491,7 +563,8 @@ still do not reach the branch.
    and so did `Activation.backward_unchecked` passing `None`: `derivative(z, a)` is the documented
    hook, and the article's own x(1 - x) reads `a`, but no case exercises it. Likewise
    `Network.output_delta` passing `None` for the logits to a fused rule (`FusedRule.delta(z, a, y)`),
-   since both built-in fused deltas read only `a`.
+   since both built-in fused deltas read only `a`, and `Activation.backward_unchecked` passing `None`
+   for z to a `vjp(z, a, g)` (softmax's reads only `a`).
 7. **The per-sample loss vector is never checked, only its sum.** `_se_value`: `axis=0` →
    `axis=None` / `axis=1` survived the referee; `Loss.value` is documented as `(m,)`.
 8. **Code that runs at import time is not mutation-tested unless a test calls it again.** The
@@ -550,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"no passes recorded in {args.workdir}")
     mutants = read_results(passes)
     attach_diffs(mutants, tree, venv)
+    verify_by_hand(mutants, args.workdir, tree, venv)
     args.out.write_text(render(mutants, passes, NOTES))
     c = Counter(m.status for m in mutants)
     print(", ".join(f"{k} {v}" for k, v in sorted(c.items())) + f"; wrote {args.out}")
