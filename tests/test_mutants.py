@@ -410,6 +410,8 @@ BAD: list[tuple[str, Callable[[], object], type[Exception], str]] = [
      r"^X has shape \(3, 1\) but expected shape \(2, \?\)"),
     ("X empty, expected shape", lambda: NET23.predict(NET23.init(np.random.default_rng(0)), np.ones((2, 0))),
      ValueError, r"X has shape \(2, 0\): the batch is empty \(expected \(2, m\) with m >= 1\)"),
+    ("Y float32 vs params float64", lambda: NET21.backward(P21, np.ones((2, 1)), np.ones((1, 1), np.float32)),
+     TypeError, "Y has dtype float32 but expected dtype float64"),
     ("init legacy RandomState", lambda: hg.Network((2, 1)).init(np.random.RandomState(0)), TypeError,
      r"rng must be a numpy.random.Generator \(np.random.default_rng\(seed\)\), got RandomState"),
 ]
