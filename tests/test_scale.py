@@ -263,15 +263,15 @@ def test_estimate_grows_with_examples_size_and_batch_and_counts_compile_once():
             > 5 * estimate_seconds((64, 256, 128, 10), 1, 4, path="scale"))
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    (dict(sizes=(3,), examples=1, m=1), "sizes"),
-    (dict(sizes=(3, 0), examples=1, m=1), "sizes"),
-    (dict(sizes=(3, 2), examples=0, m=1), "examples"),
-    (dict(sizes=(3, 2), examples=1, m=True), "m must"),
-    (dict(sizes=(3, 2), examples=1, m=1, path="fast"), "path"),
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    (dict(sizes=(3,), examples=1, m=1), ValueError, "sizes"),
+    (dict(sizes=(3, 0), examples=1, m=1), ValueError, "sizes"),
+    (dict(sizes=(3, 2), examples=0, m=1), ValueError, "examples"),
+    (dict(sizes=(3, 2), examples=1, m=True), TypeError, "m must"),  # a bool is not a count
+    (dict(sizes=(3, 2), examples=1, m=1, path="fast"), ValueError, "path"),
 ])
-def test_estimate_rejects_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_estimate_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
         estimate_seconds(**kwargs)
 
 

@@ -27,6 +27,7 @@ from typing import TextIO, TypeVar
 
 import handgrad as hg
 from handgrad.notation import element_latex, element_name
+from handgrad.validation import check_positive_int
 
 from .derivation import Derivation, UnsupportedNetwork
 from .latex import break_formula, integral_floats
@@ -115,8 +116,7 @@ def format_derivation(net: hg.Network, selected: Sequence[tuple[str, tuple[int, 
         raise TypeError(f"net must be a handgrad.Network, got {type(net).__name__}")
     if delimiters not in DELIMITERS:
         raise ValueError(f"delimiters must be one of {sorted(DELIMITERS)}, got {delimiters!r}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 20:
-        raise ValueError(f"width must be an int of at least 20 characters, got {width!r}")
+    check_positive_int("width", width, minimum=20)
     shapes = net.param_shapes
     for name, idx in selected:
         if name not in shapes or not (0 <= idx[0] < shapes[name][0] and 0 <= idx[1] < shapes[name][1]):

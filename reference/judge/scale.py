@@ -41,6 +41,7 @@ import numpy as np
 
 from handgrad import Network, Params
 from handgrad.notation import element_name
+from handgrad.validation import check_positive_int
 
 from ..oracles.directional import (
     Direction,
@@ -259,8 +260,7 @@ def scale_referee(
     Returns:
       a :class:`~handgrad.reference.judge.reports.Report`; its notes state the coverage.
     """
-    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 0:
-        raise ValueError(f"n_random must be an int >= 0, got {n_random!r}")
+    check_positive_int("n_random", n_random, minimum=0)
     dtype = net.check_params(params)
     net.check_batch(params, X, Y)
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce, seed=seed)
@@ -561,11 +561,12 @@ def estimate_seconds(sizes: Sequence[int], examples: int, m: int, oracles: Seque
       >>> round(estimate_seconds((2, 3, 3, 1), 30, 4), 2) < 1.0
       True
     """
-    if len(sizes) < 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
+    if len(sizes) < 2:
         raise ValueError(f"sizes must be at least two positive ints, got {sizes!r}")
-    for name, value in (("examples", examples), ("m", m)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    for i, n in enumerate(sizes):
+        check_positive_int(f"sizes[{i}]", n)
+    check_positive_int("examples", examples)
+    check_positive_int("m", m)
     if path not in ("auto", "scale", "classic"):
         raise ValueError(f"path must be 'auto', 'scale' or 'classic', got {path!r}")
     c = costs if costs is not None else COSTS
