@@ -247,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         futures = [(job[2], ex.submit(run_chunk, job)) for job in jobs]
         for n, (count, fut) in enumerate(futures, 1):
             if a.deadline and time.perf_counter() - t0 > a.deadline:
-                for _, later in futures[n - 1:]:
+                for _, later in futures[n:]:
                     later.cancel()
-                if not fut.running() and not fut.done():
+                if fut.cancel() or fut.cancelled():
                     break
             v, f, s, w = fut.result()
             drawn += count
