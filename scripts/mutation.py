@@ -503,6 +503,8 @@ BY_HAND: dict[str, str] = {
         "tests/test_mutants.py::test_bad_input_is_named[X wrong rows, named]",
     "handgrad.network.xǁNetworkǁcheck_batch__mutmut_18":
         "tests/test_mutants.py::test_bad_input_is_named[X empty, expected shape]",
+    "handgrad.network.xǁNetworkǁcheck_batch__mutmut_23":
+        "tests/test_mutants.py::test_bad_input_is_named[Y float32 vs params float64]",
     "handgrad.network.x__check_dtype__mutmut_3":
         "tests/test_mutants.py::test_bad_input_is_named[init dtype not a dtype]",
 }
