@@ -397,7 +397,7 @@ def _passes_table(passes: list[Pass]) -> list[str]:
     return rows
 
 
-def render(mutants: list[Mutant], passes: list[Pass], notes: str = "") -> str:
+def render(mutants: list[Mutant], passes: list[Pass], notes: str = "", commit: str = "?") -> str:
     """docs/mutation.md."""
     c = Counter(m.status for m in mutants)
     equivalent = [m for m in mutants if m.status == "equivalent"]
@@ -412,7 +412,7 @@ def render(mutants: list[Mutant], passes: list[Pass], notes: str = "") -> str:
         "",
         f"- **Tool:** mutmut {MUTMUT_VERSION}: every function becomes a trampoline; one child process per mutant "
         "runs only the tests that call the mutated function, fastest first, with `-x`.",
-        "- **Mutated:** " + ", ".join(f"`{t}`" for t in TARGETS) + ".",
+        "- **Mutated:** " + ", ".join(f"`{t}`" for t in TARGETS) + f" as of commit {commit}.",
         "- **Tests (last pass):** " + ", ".join(f"`{t}`" for t in final_tests) + f", with `{' '.join(PYTEST_ARGS)}`.",
         "- **Command:** `python scripts/mutation.py` (in a copy under /tmp: "
         "`nice -n 10 mutmut run --max-children 1`, then a forkserver pass over what it did not kill).",
@@ -626,7 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     mutants = read_results(passes)
     attach_diffs(mutants, tree, venv)
     verify_by_hand(mutants, args.workdir, tree, venv)
-    args.out.write_text(render(mutants, passes, NOTES))
+    git = ["git", "log", "-1", "--format=%h"]
+    commit = subprocess.run(git, cwd=tree, capture_output=True, text=True).stdout.strip()
+    args.out.write_text(render(mutants, passes, NOTES, commit or "?"))
     c = Counter(m.status for m in mutants)
     print(", ".join(f"{k} {v}" for k, v in sorted(c.items())) + f"; wrote {args.out}")
     return 0
