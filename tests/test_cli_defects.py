@@ -162,7 +162,7 @@ def test_progress_labels_tell_fused_from_unfused(monkeypatch: pytest.MonkeyPatch
     """The bce pool has tanh/sigmoid twice, fused and unfused: the bar names them apart, as the
     certificates do (on a terminal wide enough that the bar's line is not cut)."""
     monkeypatch.setenv("COLUMNS", "200")
-    assert main(["certify", "--losses", "bce", "--examples", "1", "--no-report", "--progress",
+    assert main(["certify", "--losses", "bce", "--examples", "1", "--no-report", "--progress", "--jobs", "1",
                  "--oracles", "sympy,jax"]) == 0
     import re
 

@@ -39,6 +39,8 @@ DEFAULT_REGISTRY_JOBS = 2
 """Workers of the registry run when ``--jobs`` is not given (capped to the usable cores)."""
 DEFAULT_BACKWARD_EXAMPLES = 30
 """Cases for a user's backward (``--backward``): one architecture, so more cases."""
+SHOW_ESTIMATE_ABOVE = 10.0
+"""A run estimated at this many seconds or more says so on stderr before it starts."""
 ESTIMATE_BATCH = 8
 """The batch size the time estimate assumes: most drawn batches are at most 8 samples."""
 
@@ -134,7 +136,7 @@ def _plan(args: argparse.Namespace, err: TextIO) -> _Plan:
         print(f"handgrad certify: warning: {warning}", file=err)
     if estimate is not None:
         print(f"handgrad certify: note: {estimate}", file=err)
-    if not args.quiet:
+    if not args.quiet and seconds >= SHOW_ESTIMATE_ABOVE:
         print(f"handgrad certify: estimated time {seconds:.0f} s", file=err)
     return _Plan(subjects, backward, examples, oracles, report_dir, jobs, workers)
 
