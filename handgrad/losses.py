@@ -149,8 +149,8 @@ def _check_open_unit(p: np.ndarray, y: np.ndarray) -> None:
     if np.any(bad):
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
-            f"prediction {p[idx]!r} at index {idx} makes the binary cross-entropy infinite "
-            f"(label {y[idx]!r}); a saturated sigmoid output needs the fused sigmoid+bce rule "
+            f"prediction {float(p[idx])} at index {idx} makes the binary cross-entropy infinite "
+            f"(label {float(y[idx])}); a saturated sigmoid output needs the fused sigmoid+bce rule "
             f"(Network(..., fuse=True), the default)"
         )
 
@@ -167,9 +167,16 @@ def _bce_value(p: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _bce_grad(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    r""":math:`\partial\ell/\partial p = (p - y) / (p(1-p))`."""
+    r""":math:`\partial\ell/\partial p = (p - y) / (p(1-p))`.
+
+    At the ends the label allows (p = 0 with y = 0, p = 1 with y = 1, where :func:`bce` is 0) the
+    quotient is 0/0; the limit is finite, :math:`1/(1-p) = 1` and :math:`-1/p = -1`, and is returned.
+    """
     _check_open_unit(p, y)
-    return (p - y) / (p * (1 - p))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = (p - y) / (p * (1 - p))
+    ends = (p * (1 - p)) == 0  # only where the label matches: _check_open_unit refused the rest
+    return np.where(ends, np.where(p == 0, 1.0, -1.0).astype(g.dtype), g) if np.any(ends) else g
 
 
 def _bce_sigmoid_def(z: Any, y: Any, ops: Ops) -> Any:
@@ -201,7 +208,7 @@ def _ce_value(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     if np.any(bad):
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
-            f"prediction {p[idx]!r} at index {idx} makes the cross-entropy infinite; use the fused "
+            f"prediction {float(p[idx])} at index {idx} makes the cross-entropy infinite; use the fused "
             f"softmax+cross_entropy rule (Network(..., fuse=True), the default)"
         )
     return -np.sum(_xlogy(y, p), axis=0)

@@ -105,3 +105,17 @@ def test_softmax_cross_entropy_on_logits_matches_fused_rule() -> None:
     sm = hg.get_activation("softmax")
     np.testing.assert_allclose(sce.value(z, y), ce.value(sm(z), y), rtol=1e-13)
     np.testing.assert_allclose(sce.grad(z, y), ce.fused["softmax"].delta(z, sm(z), y), rtol=1e-15)
+
+
+def test_bce_gradient_at_the_ends_the_label_allows_is_the_finite_limit() -> None:
+    # p = 0 with y = 0 and p = 1 with y = 1: bce is 0 there and its derivative has a finite limit
+    # (1/(1-p) = 1 and -1/p = -1), not the 0/0 of (p - y)/(p(1-p)); found by mutation testing.
+    from handgrad import get_loss
+
+    bce = get_loss("bce")
+    p = np.array([[0.0, 1.0, 0.25]])
+    y = np.array([[0.0, 1.0, 1.0]])
+    g = bce.grad(p, y)
+    assert g.tolist() == [[1.0, -1.0, (0.25 - 1.0) / (0.25 * 0.75)]]
+    with pytest.raises(ValueError, match=r"prediction 0.0 at index \(0, 0\) makes the binary cross-entropy infinite"):
+        bce.grad(np.array([[0.0]]), np.array([[1.0]]))
