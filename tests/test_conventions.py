@@ -614,3 +614,35 @@ def test_a_case_is_described_the_way_the_user_receives_it():
     line = describe_user_case(params, X, Y, CS231N)
     assert line.startswith("your call: W1 (4, 6), b1 (6,), W2 (6, 3), b2 (3,); X (5, 4); y = [")
     assert line.endswith("(integer labels)") and str(np.argmax(Y, axis=0).tolist()) in line
+
+
+def test_certify_backward_takes_the_conventions_itself():
+    # no wrapper and no registration by hand: certify_backward(conventions=...) does both
+    from handgrad.reference import CertificationError, certify_backward
+
+    cert = certify_backward(torch_style_backward, (3, 4, 2), ["tanh", "identity"], "squared_error",
+                            conventions=TORCH, examples=6)
+    assert cert.ok and "squared_error[mean over 2 outputs]" in cert.text()
+    assert TORCH_NET.loss.name not in hg.loss_names()  # the declared loss was registered for the call only
+
+    def buggy(p, X, Y):
+        return torch_style_backward(p, X, Y, bug="mean over the batch only")
+
+    with pytest.raises(CertificationError, match="NOT CERTIFIED"):
+        certify_backward(buggy, (3, 4, 2), ["tanh", "identity"], "squared_error", conventions=TORCH, examples=6)
+    with pytest.raises(TypeError, match="conventions must be a Conventions"):
+        certify_backward(buggy, (3, 4, 2), conventions={"layout": "torch"})
+
+
+def test_certify_backward_cs231n_rows_with_integer_labels():
+    # the course's two-layer net as written (rows, W (in, out), b (out,), integer labels): certified
+    # on one-hot draws only (integer labels are one-hot in the article's layout); a sum where the
+    # mean belongs is refused
+    from handgrad.reference import CertificationError, certify_backward
+
+    cert = certify_backward(cs231n_loss, (4, 5, 3), ["relu", "softmax"], "cross_entropy", conventions=CS231N,
+                            examples=6)
+    assert cert.ok, cert.text()
+    with pytest.raises(CertificationError, match="NOT CERTIFIED"):
+        certify_backward(lambda p, X, y: cs231n_loss(p, X, y, bug="sum over the batch"), (4, 5, 3),
+                         ["relu", "softmax"], "cross_entropy", conventions=CS231N, examples=6)

@@ -103,6 +103,8 @@ def certify_backward(
     raise_on_failure: bool = True,
     progress: Callable[[int, int], None] | None = None,
     subject: str | None = None,
+    conventions: Any = None,
+    method: str | None = None,
 ) -> Certificate:
     r"""Certify ``backward(params, X, Y) -> grads`` for an architecture over trap and drawn cases.
 
@@ -137,7 +139,18 @@ def certify_backward(
         bitwise equal).
       raise_on_failure: raise :class:`CertificationError` with the shrunk failing case's report.
       progress: called as ``progress(done, total)`` after each case.
+      conventions: a :class:`~handgrad.reference.judge.conventions.Conventions` declaring the
+        user's code (layout, names, labels, reduction, 1/2, L2): ``backward`` (a function or a model
+        object) is then called in those conventions, every oracle differentiates the declared loss,
+        and messages speak the user's names (docs/users-code.md). ``method`` names the model's
+        gradient method when none of the usual ones fits.
     """
+    if conventions is not None:
+        return _certify_in_conventions(backward, sizes, activations, loss, conventions, method, dict(
+            fuse=fuse, dtype=dtype, examples=examples, min_batch=min_batch, max_batch=max_batch,
+            vary_shapes=vary_shapes, max_width=max_width, scales=scales, labels=labels, oracles=oracles,
+            seed=seed, policy=policy, quorum=quorum, nondeterminism_tolerance=nondeterminism_tolerance,
+            raise_on_failure=raise_on_failure, progress=progress, subject=subject))
     if not callable(backward):
         raise TypeError(f"backward must be callable as backward(params, X, Y), got {type(backward).__name__}")
     oracles = check_oracles(oracles)
@@ -179,6 +192,34 @@ def certify_backward(
         cause = cert.failure.exception if cert.failure is not None else None
         raise CertificationError(cert) from cause
     return cert
+
+
+_FAMILIES_OF_DECLARED_LABELS = {"soft": ("soft",), "onehot": ("onehot",), "integer": ("onehot",),
+                                "binary": ("hard",), "distribution": ("onehot", "soft")}
+"""The case design's label families for each label kind a user may declare (real targets: all)."""
+
+
+def _certify_in_conventions(backward: Any, sizes: Sequence[int], activations: Any, loss: str | hg.Loss,
+                            conventions: Any, method: str | None, options: dict[str, Any]) -> Certificate:
+    """``certify_backward`` for code in the user's conventions: the declared loss is registered for
+    the call (the case design names losses), the user's code is wrapped into the article's layout
+    by exact transposes and reshapes, and only the label families the user declared are drawn."""
+    from .conventions import Conventions, check_oracles_support, declared_loss, registered_loss, wrap_backward
+
+    if not isinstance(conventions, Conventions):
+        raise TypeError(f"conventions must be a Conventions, got {type(conventions).__name__}")
+    oracles = check_oracles(options["oracles"])
+    decl = declared_loss(loss, conventions, hg.Network(sizes, activations, loss).sizes[-1])
+    check_oracles_support(decl, oracles)
+    if options["labels"] is None and decl.target_kind != "real":
+        allowed = label_kinds(decl)
+        options["labels"] = tuple(k for k in _FAMILIES_OF_DECLARED_LABELS.get(conventions.labels, allowed)
+                                  if k in allowed) or None
+    with registered_loss(decl):
+        net = hg.Network(sizes, activations, decl, fuse=options["fuse"])
+        wrapped = wrap_backward(backward, conventions, net, method=method)
+        subject = options.pop("subject") or getattr(backward, "__qualname__", None) or type(backward).__name__
+        return certify_backward(wrapped, sizes, activations, decl, subject=subject, **options)
 
 
 def _label_kinds(labels: str | Sequence[str] | None, loss: hg.Loss) -> tuple[str, ...]:
