@@ -46,6 +46,10 @@ _EXPORTS: dict[str, str] = {
     "referee": ".judge.referee",
     "prove_network": ".proofs",
     "certify_optimizer": ".oracles.optax_oracle",
+    "Conventions": ".judge.conventions",
+    "wrap_backward": ".judge.conventions",
+    "Diagnosis": ".judge.diagnosis",
+    "diagnose": ".judge.diagnosis",
 }
 
 __all__ = sorted(_EXPORTS)
