@@ -29,3 +29,7 @@ def test_relative_links_resolve(page: Path) -> None:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_math_blocks_are_balanced(page: Path) -> None:
     assert page.read_text().count("$$") % 2 == 0, f"{page.name} has an unclosed $$ block"
+
+
+def test_api_reference_does_not_depend_on_the_checkout_folder() -> None:
+    assert str(ROOT) not in (ROOT / "docs" / "api.md").read_text()

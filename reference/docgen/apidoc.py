@@ -14,6 +14,8 @@ from pathlib import Path
 
 __all__ = ["MODULES", "render_api", "main"]
 
+_REPO = Path(__file__).resolve().parents[2]
+
 MODULES = [
     "handgrad.activations", "handgrad.losses", "handgrad.network", "handgrad.notation", "handgrad.validation",
     "handgrad.article", "handgrad.optim", "handgrad.training",
@@ -49,11 +51,14 @@ def _first_paragraph(doc: str | None) -> str:
 
 
 def _signature(obj: object) -> str:
-    """The signature as text, with ``$`` escaped (a default of ``'$$'`` is not math)."""
+    """The signature as text, with ``$`` escaped (a default of ``'$$'`` is not math) and the
+    checkout's own folder written as ``<repo>`` (a default path must not make the page depend on
+    where the repository was cloned)."""
     try:
-        return str(inspect.signature(obj)).replace("$", "\\$")  # type: ignore[arg-type]
+        text = str(inspect.signature(obj))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return ""
+    return text.replace(str(_REPO), "<repo>").replace("$", "\\$")
 
 
 def render_api() -> str:
