@@ -349,6 +349,17 @@ class _Runner:
             report.notes.append("hypothesis could not replay this failure: the backward gave different "
                                 "results on the same input (nondeterministic backward)")
             raise _Failed(report) from None
+        except BaseExceptionGroup as group:
+            # hypothesis reports several distinct failures as a group; one that could not be
+            # replayed (a backward that is wrong now and then) comes as a FlakyFailure inside it.
+            # Either way the first failure seen is the report, never a raw exception group.
+            report = self.first_failure
+            if report is None:
+                raise
+            if group.subgroup(Flaky) is not None:
+                report.notes.append("hypothesis could not replay every failure: the backward gave different "
+                                    "results on the same input (nondeterministic backward)")
+            raise _Failed(report) from None
 
     def _replay(self, spec: CaseSpec) -> None:
         """A shrink step: referee ``spec`` and raise if it fails, without counting it."""
