@@ -9,6 +9,8 @@ Hypothesis profiles (choose with HANDGRAD_PROFILE):
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS"):
     if _var == "XLA_FLAGS":
@@ -16,10 +18,24 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_
     else:
         os.environ.setdefault(_var, "1")
 
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
 
 _common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", max_examples=40, derandomize=True, **_common)
 settings.register_profile("thorough", max_examples=400, derandomize=True, **_common)
 settings.register_profile("random", max_examples=40, derandomize=False, **_common)
 settings.load_profile(os.environ.get("HANDGRAD_PROFILE", "ci"))
+
+
+@pytest.fixture
+def in_tests_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run from tests/ (where the user modules live), restoring sys.path and sys.modules after."""
+    monkeypatch.chdir(TESTS)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in ("user_backward_example", "user_plugin_example"):
+        if name in sys.modules:
+            monkeypatch.delitem(sys.modules, name)
+    return TESTS

@@ -20,17 +20,6 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 
-@pytest.fixture
-def in_tests_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run from tests/ (where the user modules live), restoring sys.path and sys.modules after."""
-    monkeypatch.chdir(TESTS)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    for name in ("user_backward_example", "user_plugin_example"):
-        if name in sys.modules:
-            monkeypatch.delitem(sys.modules, name)
-    return TESTS
-
-
 # -- the console script and --help ------------------------------------------------------------
 
 def test_console_script_help() -> None:

@@ -14,17 +14,6 @@ TESTS = Path(__file__).resolve().parent
 USER = ["--backward", "user_backward_example:correct", "--arch", "2-2-1", "--activation", "sigmoid"]
 
 
-@pytest.fixture
-def in_tests_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run from tests/ (where the user modules live), restoring sys.path and sys.modules after."""
-    monkeypatch.chdir(TESTS)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    for name in ("user_backward_example", "user_plugin_example"):
-        if name in sys.modules:
-            monkeypatch.delitem(sys.modules, name)
-    return TESTS
-
-
 def _one_line_error(err: str, *pieces: str) -> None:
     assert "Traceback" not in err, err
     assert err.count("\n") == 1 and err.startswith("handgrad certify: error: "), err
