@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "CertificationError": ".judge.certify",
     "certify_backward": ".judge.certify",
     "certify_network": ".judge.certify",
+    "LongRunWarning": ".judge.scale",
     "referee": ".judge.referee",
     "prove_network": ".proofs",
     "certify_optimizer": ".oracles.optax_oracle",

@@ -37,6 +37,7 @@ __all__ = [
     "architectures",
     "case_specs",
     "design_specs",
+    "batch_size_distribution",
     "build_case",
     "cases",
     "in_domain",
@@ -136,19 +137,38 @@ def case_specs(
 _PAST_FIRST_BLOCK = (9, 11, 17, 33)
 
 
-def _batch_sizes(draw: st.DrawFn, sizes: Sequence[int], min_batch: int, max_batch: int) -> int:
-    """m aimed at bugs: up to 8 (4 in 10), a layer width (2 in 10), 1 or 2 (2 in 10), past a block
-    of 8: 9, 11, 17, 33 (1 in 10) or 9..17 (1 in 10), always within [min_batch, max_batch]."""
+def _batch_pools(sizes: Sequence[int], min_batch: int, max_batch: int) -> tuple[list[list[int]], list[int]]:
+    """The pools of m the case design draws from and their weights (:func:`_batch_sizes`); an empty
+    pool falls back to the small one."""
     def fit(ms: Sequence[int]) -> list[int]:
         return sorted({m for m in ms if min_batch <= m <= max_batch})
 
     small = fit(range(min_batch, min(max_batch, 8) + 1)) or [min_batch]
+    pools = [small, fit(sizes), fit((1, 2)), fit(_PAST_FIRST_BLOCK), fit(range(9, 18))]
+    return [p or small for p in pools], [4, 2, 2, 1, 1]
+
+
+def _batch_sizes(draw: st.DrawFn, sizes: Sequence[int], min_batch: int, max_batch: int) -> int:
+    """m aimed at bugs: up to 8 (4 in 10), a layer width (2 in 10), 1 or 2 (2 in 10), past a block
+    of 8: 9, 11, 17, 33 (1 in 10) or 9..17 (1 in 10), always within [min_batch, max_batch]."""
+    pools, weights = _batch_pools(sizes, min_batch, max_batch)
     # sampled_from, not integers: hypothesis draws integers near their lower bound far more often
     # than uniformly, which made m = 1 a quarter of all cases.
-    pools = [small, fit(sizes), fit((1, 2)), fit(_PAST_FIRST_BLOCK), fit(range(9, 18))]
-    weights = [4, 2, 2, 1, 1]
     kind = draw(st.sampled_from([i for i, w in enumerate(weights) for _ in range(w)]))
-    return draw(st.sampled_from(pools[kind] or small))
+    return draw(st.sampled_from(pools[kind]))
+
+
+def batch_size_distribution(sizes: Sequence[int], *, min_batch: int = 1, max_batch: int = 33) -> dict[int, float]:
+    r"""The probability of each batch size m in :func:`design_specs`'s draws (pool weight times
+    uniform choice within the pool; sums to 1), for estimating a run before it starts."""
+    _check_range("min_batch", min_batch, "max_batch", max_batch, 1)
+    pools, weights = _batch_pools(sizes, min_batch, max_batch)
+    total = sum(weights)
+    out: dict[int, float] = {}
+    for pool, w in zip(pools, weights, strict=True):
+        for m in pool:
+            out[m] = out.get(m, 0.0) + w / total / len(pool)
+    return out
 
 
 @st.composite

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,9 +41,11 @@ from ..cases.traps import trap_seed, trap_specs
 from ..oracles.table import ORACLES, check_oracles
 from .referee import Backward, referee
 from .reports import Certificate, Report
+from .scale import LongRunWarning
 from .tolerance import DEFAULT_POLICY, TolerancePolicy
 
-__all__ = ["QUORUM", "TRAP_ATTEMPTS", "Certificate", "CertificationError", "certify_backward", "certify_network"]
+__all__ = ["QUORUM", "TRAP_ATTEMPTS", "Certificate", "CertificationError", "LongRunWarning", "certify_backward",
+           "certify_network"]
 
 
 class CertificationError(AssertionError):
@@ -105,6 +108,7 @@ def certify_backward(
     subject: str | None = None,
     conventions: Any = None,
     method: str | None = None,
+    expect_long: bool = False,
 ) -> Certificate:
     r"""Certify ``backward(params, X, Y) -> grads`` for an architecture over trap and drawn cases.
 
@@ -144,13 +148,24 @@ def certify_backward(
         object) is then called in those conventions, every oracle differentiates the declared loss,
         and messages speak the user's names (docs/users-code.md). ``method`` names the model's
         gradient method when none of the usual ones fits.
+      expect_long: silence the long-run warning. Before the first case the run's time is estimated
+        from the architecture, the traps' batch sizes and the case design's distribution of m
+        (:func:`~handgrad.reference.judge.scale.estimate_run_seconds`, the reference machine's
+        costs; with ``vary_shapes`` the given widths); above
+        :data:`~handgrad.reference.judge.scale.LONG_RUN_SECONDS` a
+        :class:`~handgrad.reference.judge.scale.LongRunWarning` states the estimate (and the run
+        goes ahead). Under pytest's ``-W error`` the warning is an error: pass ``expect_long=True``
+        for a run you mean to be long (docs/bench_scale.md).
+
+    Warns:
+      LongRunWarning: the run is estimated above a minute and ``expect_long`` is False.
     """
     if conventions is not None:
         return _certify_in_conventions(backward, sizes, activations, loss, conventions, method, dict(
             fuse=fuse, dtype=dtype, examples=examples, min_batch=min_batch, max_batch=max_batch,
             vary_shapes=vary_shapes, max_width=max_width, scales=scales, labels=labels, oracles=oracles,
             seed=seed, policy=policy, quorum=quorum, nondeterminism_tolerance=nondeterminism_tolerance,
-            raise_on_failure=raise_on_failure, progress=progress, subject=subject))
+            raise_on_failure=raise_on_failure, progress=progress, subject=subject, expect_long=expect_long))
     if not callable(backward):
         raise TypeError(f"backward must be callable as backward(params, X, Y), got {type(backward).__name__}")
     oracles = check_oracles(oracles)
@@ -178,6 +193,8 @@ def certify_backward(
     traps = trap_specs(arch, seed=seed, scales=tuple(scales), labels=kinds, min_batch=min_batch,
                        max_batch=max_batch, square=square)
     runner.total = len(traps) + examples
+    if not expect_long:
+        _warn_if_long(arch, traps, examples, min_batch, max_batch, oracles)
     try:
         for i, spec in enumerate(traps):
             runner.trap(spec, i, seed)
@@ -220,6 +237,36 @@ def _certify_in_conventions(backward: Any, sizes: Sequence[int], activations: An
         wrapped = wrap_backward(backward, conventions, net, method=method)
         subject = options.pop("subject") or getattr(backward, "__qualname__", None) or type(backward).__name__
         return certify_backward(wrapped, sizes, activations, decl, subject=subject, **options)
+
+
+def _run_estimate(arch: Architecture, traps: Sequence[CaseSpec], examples: int, min_batch: int, max_batch: int,
+                  oracles: Sequence[str]) -> float:
+    """Seconds the run should take on the reference machine: the traps at their batch sizes, the
+    random draws at the case design's distribution of m, the oracles' one-time costs."""
+    from ..cases.strategies import batch_size_distribution
+    from .scale import estimate_run_seconds
+
+    batches: dict[int, float] = {}
+    for spec in traps:
+        batches[spec.m] = batches.get(spec.m, 0.0) + 1.0
+    for m, p in batch_size_distribution(arch.sizes, min_batch=min_batch, max_batch=max_batch).items():
+        batches[m] = batches.get(m, 0.0) + p * examples
+    return estimate_run_seconds(arch.sizes, batches, oracles)
+
+
+def _warn_if_long(arch: Architecture, traps: Sequence[CaseSpec], examples: int, min_batch: int, max_batch: int,
+                  oracles: Sequence[str]) -> None:
+    """A :class:`LongRunWarning` when the run is estimated above ``LONG_RUN_SECONDS``."""
+    from .scale import LONG_RUN_SECONDS, LongRunWarning
+
+    seconds = _run_estimate(arch, traps, examples, min_batch, max_batch, oracles)
+    if seconds <= LONG_RUN_SECONDS:
+        return
+    cases = len(traps) + examples
+    warnings.warn(f"certifying {'-'.join(map(str, arch.sizes))} over {cases} cases ({len(traps)} traps and "
+                  f"{examples} examples, batch up to {max_batch}) is estimated at {seconds:.0f} s on the reference "
+                  f"machine (more than {LONG_RUN_SECONDS:.0f} s); pass expect_long=True to silence this warning, "
+                  "or lower examples= or max_batch=", LongRunWarning, stacklevel=3)
 
 
 def _label_kinds(labels: str | Sequence[str] | None, loss: hg.Loss) -> tuple[str, ...]:

@@ -62,10 +62,12 @@ from .tolerance import DEFAULT_POLICY, TolerancePolicy, error_budget
 __all__ = [
     "COSTS",
     "LONG_RUN_SECONDS",
+    "LongRunWarning",
     "SCALE_MIN_PARAMS",
     "CostModel",
     "Coverage",
     "calibrate",
+    "estimate_run_seconds",
     "estimate_seconds",
     "long_run_warning",
     "plan_directions",
@@ -543,6 +545,38 @@ def _classic_case_seconds(sizes: Sequence[int], m: int, c: CostModel) -> float:
     return c.fd_elementwise * work + c.budget * P * m + c.jax_run * P * 8 + c.case
 
 
+def _n_params(sizes: Sequence[int]) -> int:
+    return sum(sizes[l + 1] * (sizes[l] + 1) for l in range(len(sizes) - 1))
+
+
+def _check_sizes(sizes: Sequence[int]) -> None:
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must be at least two positive ints, got {sizes!r}")
+    for i, n in enumerate(sizes):
+        check_positive_int(f"sizes[{i}]", n)
+
+
+def _chosen_path(sizes: Sequence[int], path: str) -> str:
+    if path not in ("auto", "scale", "classic"):
+        raise ValueError(f"path must be 'auto', 'scale' or 'classic', got {path!r}")
+    return path if path != "auto" else ("scale" if _n_params(sizes) > SCALE_MIN_PARAMS else "classic")
+
+
+def _once_seconds(sizes: Sequence[int], oracles: Sequence[str], c: CostModel) -> float:
+    """The one-time costs of a run: JAX's compile, SymPy's derivation (declined above 600 parameters)."""
+    P = _n_params(sizes)
+    once = 0.0
+    if "jax" in oracles:
+        once += c.jax_compile + c.jax_compile_per_param * P
+    if "sympy" in oracles and P <= 600:
+        once += c.sympy_node * 40 * P  # about 40 DAG nodes per parameter (the oracle's cost model)
+    return once
+
+
+def _case_seconds(sizes: Sequence[int], m: int, chosen: str, c: CostModel) -> float:
+    return _scale_case_seconds(sizes, m, c) if chosen == "scale" else _classic_case_seconds(sizes, m, c)
+
+
 def estimate_seconds(sizes: Sequence[int], examples: int, m: int, oracles: Sequence[str] = ("jax", "fd"), *,
                      path: str = "auto", costs: CostModel | None = None) -> float:
     r"""Predicted wall time of certifying ``examples`` cases of ``sizes`` at batch ``m``.
@@ -561,40 +595,65 @@ def estimate_seconds(sizes: Sequence[int], examples: int, m: int, oracles: Seque
       >>> round(estimate_seconds((2, 3, 3, 1), 30, 4), 2) < 1.0
       True
     """
-    if len(sizes) < 2:
-        raise ValueError(f"sizes must be at least two positive ints, got {sizes!r}")
-    for i, n in enumerate(sizes):
-        check_positive_int(f"sizes[{i}]", n)
+    _check_sizes(sizes)
     check_positive_int("examples", examples)
     check_positive_int("m", m)
-    if path not in ("auto", "scale", "classic"):
-        raise ValueError(f"path must be 'auto', 'scale' or 'classic', got {path!r}")
+    chosen = _chosen_path(sizes, path)
     c = costs if costs is not None else COSTS
-    P = sum(sizes[l + 1] * (sizes[l] + 1) for l in range(len(sizes) - 1))
-    chosen = path if path != "auto" else ("scale" if P > SCALE_MIN_PARAMS else "classic")
-    per_case = _scale_case_seconds(sizes, m, c) if chosen == "scale" else _classic_case_seconds(sizes, m, c)
-    once = 0.0
-    if "jax" in oracles:
-        once += c.jax_compile + c.jax_compile_per_param * P
-    if "sympy" in oracles and P <= 600:
-        once += c.sympy_node * 40 * P  # about 40 DAG nodes per parameter (the oracle's cost model)
-    return once + examples * per_case
+    return _once_seconds(sizes, oracles, c) + examples * _case_seconds(sizes, m, chosen, c)
+
+
+def estimate_run_seconds(sizes: Sequence[int], batches: Mapping[int, float], oracles: Sequence[str] = ("jax", "fd"),
+                         *, path: str = "auto", costs: CostModel | None = None) -> float:
+    r"""Predicted wall time of a run whose cases have mixed batch sizes: ``batches`` maps a batch
+    size m to the number of cases expected at it (a fraction is an expectation, as for
+    hypothesis-drawn cases); the one-time costs are those of :func:`estimate_seconds`.
+
+    ``certify_backward`` estimates its traps (their batch sizes are known) and its random draws
+    (the case design's distribution of m, :func:`~handgrad.reference.cases.strategies.batch_size_distribution`)
+    with it before any case runs.
+
+    Example:
+      >>> a = estimate_run_seconds((2, 3, 3, 1), {4: 30})
+      >>> a == estimate_seconds((2, 3, 3, 1), 30, 4)
+      True
+    """
+    _check_sizes(sizes)
+    if not batches:
+        raise ValueError("batches must map at least one batch size to a number of cases")
+    for m, n in batches.items():
+        check_positive_int("a batch size in batches", m)
+        if not (isinstance(n, int | float) and not isinstance(n, bool) and math.isfinite(n) and n >= 0):
+            raise ValueError(f"batches[{m}] must be a number of cases >= 0, got {n!r}")
+    chosen = _chosen_path(sizes, path)
+    c = costs if costs is not None else COSTS
+    return _once_seconds(sizes, oracles, c) + sum(n * _case_seconds(sizes, m, chosen, c) for m, n in batches.items())
 
 
 LONG_RUN_SECONDS = 60.0
-"""Above this estimate, :func:`long_run_warning` returns a warning (the CLI asks for ``--yes``)."""
+"""Above this estimate, :func:`long_run_warning` returns a warning (the CLI asks for ``--yes``,
+``certify_backward`` warns with :class:`LongRunWarning` unless ``expect_long=True``)."""
+
+
+class LongRunWarning(UserWarning):
+    """``certify_backward`` estimated its run above :data:`LONG_RUN_SECONDS` before starting it.
+
+    The message states the estimate and how to silence it (``expect_long=True``, or fewer
+    ``examples``); it is a warning, not a refusal: the run goes ahead."""
 
 
 def long_run_warning(sizes: Sequence[int], examples: int, m: int, oracles: Sequence[str] = ("jax", "fd"), *,
-                     threshold: float = LONG_RUN_SECONDS, costs: CostModel | None = None) -> str | None:
+                     threshold: float = LONG_RUN_SECONDS, costs: CostModel | None = None,
+                     hint: str = "lower examples= or pass --yes to go ahead") -> str | None:
     """A sentence warning of a run estimated above ``threshold`` seconds, or None.
 
-    For ``certify_backward`` (``warnings.warn``) and ``handgrad certify`` (print, then require
-    ``--yes``); the estimate is :func:`estimate_seconds` with ``path="auto"``.
+    For ``handgrad certify`` (print, then require ``--yes``; ``hint`` is the sentence's last clause);
+    the estimate is :func:`estimate_seconds` with ``path="auto"``. ``certify_backward`` estimates its
+    traps and draws with :func:`estimate_run_seconds` and warns with :class:`LongRunWarning`.
     """
     seconds = estimate_seconds(sizes, examples, m, oracles, costs=costs)
     if seconds <= threshold:
         return None
     per_case = (seconds - estimate_seconds(sizes, 1, m, oracles, costs=costs)) / max(examples - 1, 1)
     return (f"certifying {'-'.join(map(str, sizes))} over {examples} cases (batch up to {m}) is estimated at "
-            f"{seconds:.0f} s ({per_case:.2g} s per case); lower examples= or pass --yes to go ahead")
+            f"{seconds:.0f} s ({per_case:.2g} s per case); {hint}")
