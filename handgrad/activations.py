@@ -20,11 +20,17 @@ An :class:`Activation` holds three things:
 
 Kink convention (one rule for every piecewise activation): at a kink the derivative is that of
 the branch *left* of it, ``z <= 0``. So relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha.
+Code written with the other convention (relu'(0) = 1, as ``z >= 0`` masks give) is certified
+under it by declaring it: :func:`at_kink` gives the same activation whose definition, forward and
+derivative take the *right* branch at the kink (``relu_at_kink_right = at_kink("relu", "right")``,
+named ``"relu[right]"``). The oracles differentiate that definition, so every one of them follows
+the declared convention; nothing is special-cased.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,7 +51,13 @@ __all__ = [
     "iter_activations",
     "leaky_relu",
     "elu",
+    "relu_family",
+    "at_kink",
+    "KINK_SIDES",
 ]
+
+KINK_SIDES = ("left", "right")
+"""Which branch's derivative a piecewise activation takes at its kink (``"left"``: the suite's)."""
 
 
 class Ops(Protocol):
@@ -268,63 +280,120 @@ def _tanh_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
     return 4 * e / ((1 + e) * (1 + e))
 
 
-def _relu_def(z: Any, ops: Ops) -> Any:
-    r"""ReLU: :math:`f(z) = z` for :math:`z > 0`, else 0. Kink at 0: relu'(0) = 0."""
-    return ops.where(z > 0, z, 0 * z)
+def _check_side(at_kink: str) -> bool:
+    """True for the right branch; refuses anything but ``"left"`` and ``"right"``."""
+    if at_kink not in KINK_SIDES:
+        raise ValueError(f"at_kink must be one of {KINK_SIDES}, got {at_kink!r}")
+    return at_kink == "right"
 
 
-def _relu_derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
-    return (z > 0).astype(z.dtype)
+def _kinked_name(name: str, right: bool) -> str:
+    return f"{name}[right]" if right else name
 
 
-def leaky_relu(slope: float = 0.01) -> Activation:
+def relu_family(at_kink: str = "left") -> Activation:
+    r"""ReLU: :math:`f(z) = z` for :math:`z > 0`, else 0, with relu'(0) = 0 (``at_kink="left"``,
+    the registered ``relu``) or relu'(0) = 1 (``"right"``: the branch :math:`z \ge 0` is taken)."""
+    right = _check_side(at_kink)
+
+    def definition(z: Any, ops: Ops) -> Any:
+        return ops.where(z >= 0 if right else z > 0, z, 0 * z)
+
+    def derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+        return ((z >= 0) if right else (z > 0)).astype(z.dtype)
+
+    return Activation(_kinked_name("relu", right), definition, lambda z: np.maximum(z, 0), derivative,
+                      kinks=(0.0,), output_range=(0.0, math.inf))
+
+
+def leaky_relu(slope: float = 0.01, at_kink: str = "left") -> Activation:
     r"""Leaky ReLU with the given negative-side slope.
 
     :math:`f(z) = z` for :math:`z > 0`, :math:`\text{slope}\cdot z` otherwise;
-    :math:`f'(z) = 1` for :math:`z > 0`, slope otherwise (so f'(0) = slope).
+    :math:`f'(z) = 1` for :math:`z > 0`, slope otherwise (so f'(0) = slope; f'(0) = 1 with
+    ``at_kink="right"``).
     """
     s = float(slope)
     if not math.isfinite(s):
         raise ValueError(f"slope must be finite, got {slope}")
+    right = _check_side(at_kink)
+
+    def positive(z: Any) -> Any:
+        return z >= 0 if right else z > 0
 
     def definition(z: Any, ops: Ops) -> Any:
-        return ops.where(z > 0, z, s * z)
+        return ops.where(positive(z), z, s * z)
 
     def forward(z: np.ndarray) -> np.ndarray:
         return np.where(z > 0, z, z.dtype.type(s) * z)
 
     def derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
-        return np.where(z > 0, 1, s).astype(z.dtype)
+        return np.where(positive(z), 1, s).astype(z.dtype)
 
     name = "leaky_relu" if s == 0.01 else f"leaky_relu({s:g})"
-    return Activation(name, definition, forward, derivative, kinks=(0.0,) if s != 1 else ())
+    return Activation(_kinked_name(name, right), definition, forward, derivative,
+                      kinks=(0.0,) if s != 1 else ())
 
 
-def elu(alpha: float = 1.0) -> Activation:
+def elu(alpha: float = 1.0, at_kink: str = "left") -> Activation:
     r"""ELU with parameter alpha.
 
     :math:`f(z) = z` for :math:`z > 0`, :math:`\alpha(e^z - 1)` otherwise;
-    :math:`f'(z) = 1` for :math:`z > 0`, :math:`\alpha e^z` otherwise (so f'(0) = alpha; the
-    derivative is continuous only when alpha = 1).
+    :math:`f'(z) = 1` for :math:`z > 0`, :math:`\alpha e^z` otherwise (so f'(0) = alpha, or 1 with
+    ``at_kink="right"``; the derivative is continuous only when alpha = 1).
     """
     al = float(alpha)
     if not math.isfinite(al):
         raise ValueError(f"alpha must be finite, got {alpha}")
+    right = _check_side(at_kink)
+
+    def positive(z: Any) -> Any:
+        return z >= 0 if right else z > 0
 
     def definition(z: Any, ops: Ops) -> Any:
-        return ops.where(z > 0, z, al * ops.expm1(z))
+        return ops.where(positive(z), z, al * ops.expm1(z))
 
     def forward(z: np.ndarray) -> np.ndarray:
         # expm1 only ever sees z <= 0, so it cannot overflow.
         return np.where(z > 0, z, z.dtype.type(al) * np.expm1(np.minimum(z, 0)))
 
     def derivative(z: np.ndarray, a: np.ndarray) -> np.ndarray:
-        return np.where(z > 0, 1, z.dtype.type(al) * np.exp(np.minimum(z, 0))).astype(z.dtype)
+        return np.where(positive(z), 1, z.dtype.type(al) * np.exp(np.minimum(z, 0))).astype(z.dtype)
 
-    name = "elu" if al == 1.0 else f"elu({al:g})"
+    name = _kinked_name("elu" if al == 1.0 else f"elu({al:g})", right)
     # z = 0 is listed even for alpha = 1: f' is continuous there but f'' jumps, which spoils
     # finite-difference truncation bounds, so the referee keeps its distance all the same.
     return Activation(name, definition, forward, derivative, kinks=(0.0,))
+
+
+_FAMILY = re.compile(r"^(relu|leaky_relu|elu)(?:\(([^()]*)\))?(\[right\])?$")
+
+
+def at_kink(activation: str | Activation, side: str) -> Activation:
+    r"""The built-in piecewise ``activation`` (``relu``, ``leaky_relu(s)``, ``elu(a)``, by name or
+    object) with the derivative of the ``side`` branch at its kink: ``at_kink("relu", "right")``
+    has relu'(0) = 1 and is named ``"relu[right]"``. Same forward values; the definition the
+    oracles differentiate takes the same branch, so they all follow the declared convention.
+
+    An activation of your own states its convention in its own definition and derivative (the
+    branch its ``where`` takes at the kink); this function refuses it rather than guess.
+    """
+    name = activation.name if isinstance(activation, Activation) else activation
+    if not isinstance(name, str):
+        raise TypeError(f"activation must be a name or an Activation, got {type(activation).__name__}")
+    _check_side(side)
+    match = _FAMILY.match(name)
+    if match is None:
+        raise ValueError(
+            f"at_kink knows the built-in piecewise activations relu, leaky_relu(slope) and elu(alpha), "
+            f"got {name!r}; an activation of your own states its kink convention in its definition")
+    family, arg = match.group(1), match.group(2)
+    if family == "relu":
+        if arg is not None:
+            raise ValueError(f"relu takes no parameter, got {name!r}")
+        return relu_family(side)
+    param = float(arg) if arg is not None else (0.01 if family == "leaky_relu" else 1.0)
+    return leaky_relu(param, side) if family == "leaky_relu" else elu(param, side)
 
 
 def _softplus_def(z: Any, ops: Ops) -> Any:
@@ -404,8 +473,7 @@ sigmoid = register_activation(Activation("sigmoid", _sigmoid_def, _sigmoid_forwa
                                          complex_step=True, output_range=(0.0, 1.0)))
 tanh = register_activation(Activation("tanh", _tanh_def, np.tanh, _tanh_derivative, complex_step=True,
                                       output_range=(-1.0, 1.0)))
-relu = register_activation(Activation("relu", _relu_def, lambda z: np.maximum(z, 0), _relu_derivative,
-                                      kinks=(0.0,), output_range=(0.0, math.inf)))
+relu = register_activation(relu_family("left"))
 register_activation(leaky_relu(0.01))
 register_activation(elu(1.0))
 softplus = register_activation(Activation("softplus", _softplus_def, _softplus_forward,
