@@ -31,6 +31,7 @@ from ..numerics import U64, UNIT_ROUNDOFF, erf, erfc, unit_roundoff
 
 __all__ = [
     "DEFAULT_POLICY",
+    "FOLLOWS_DECLARED_LOSS",
     "LEVELS",
     "POLICIES",
     "STRICT_POLICY",
@@ -42,6 +43,11 @@ __all__ = [
     "resolve_policy",
     "unit_roundoff",
 ]
+
+FOLLOWS_DECLARED_LOSS = True
+"""Note [Declared loss] (judge/conventions.py): the budget follows a declared ``reduction="sum"``
+(the output delta's weight) and L2 penalty (:math:`|cW|` in the penalized magnitudes); read by
+``check_oracles_support``."""
 
 LEVELS: tuple[str, ...] = ("textbook", "strict")
 """The accuracy levels of :class:`TolerancePolicy` (``docs/tolerances.md`` section 8)."""
@@ -435,35 +441,37 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
         f1s.append(f1)
         f2s.append(f2)
 
-    # Output delta and its sensitivities (per sample; the mean's 1/m applied after).
+    # Output delta and its sensitivities (per sample; the declared sample weight applied after:
+    # 1/m for the mean, 1 for the sum -- docs/tolerances.md section 11).
     rule = net.fused_rule
     n_out = net.sizes[-1]
     fd, fz, fy, fa = _output_sensitivities(net.activations[-1], net.loss.name, net.loss.definition,
                                        rule.definition if rule is not None else None, n_out)
     zL = zs[-1]
-    delta = _eval_rows(fd, zL, Y, (n_out, m)) / m
-    Hz = _eval_rows(fz, zL, Y, (n_out, n_out, m)) / m
-    Hy = _eval_rows(fy, zL, Y, (n_out, n_out, m)) / m
+    m_div = _batch_divisor(net, m)
+    delta = _eval_rows(fd, zL, Y, (n_out, m)) / m_div
+    Hz = _eval_rows(fz, zL, Y, (n_out, n_out, m)) / m_div
+    Hy = _eval_rows(fy, zL, Y, (n_out, n_out, m)) / m_div
     A_delta = delta
     aL = np.abs(acts[-1])
     absY = np.abs(Y)
     # Operands of the output delta: (a sum(y) - y) for softmax-type rules, a - y otherwise; added
     # explicitly because SymPy may simplify them away (softmax cross-entropy with one output is 0).
     M_delta = (delta + np.einsum("ijs,js->is", Hy, absY + aL) + np.einsum("ijs,js->is", Hz, Mz[-1])
-               + (aL * np.sum(absY, axis=0, keepdims=True) + absY) / m)
+               + (aL * np.sum(absY, axis=0, keepdims=True) + absY) / m_div)
     if rule is not None:
         # A fused rule computes delta from the *computed* output activation (a - y, a sum(y) - y),
         # so the activation's absolute allowance max(|a|, 1) (the forward's M_a) reaches delta
         # with coefficient max(sum |y|, 1): a sigmoid written 0.5 (1 + tanh(z / 2)) returns
         # 1.3e-14 +- 5e-17 at z = -32, an error of 0.03 ulp(1) in a - y.
-        M_delta = M_delta + np.maximum(aL, 1.0) * np.maximum(np.sum(absY, axis=0, keepdims=True), 1.0) / m
+        M_delta = M_delta + np.maximum(aL, 1.0) * np.maximum(np.sum(absY, axis=0, keepdims=True), 1.0) / m_div
     if fa is not None:
         # Unfused: delta = J^T (dl/da), with f' computed to absolute accuracy ~u (see above), and
         # the rounding of a itself moving dl/da by |d2l/da2| |a| (1 - p cancels when p -> 1).
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             ga_raw, ha_raw = fa(*_wide(acts[-1]), *_wide(Y))
-        ga = np.array([_magnitude(c, (m,)) for c in ga_raw]) / m
-        ha = np.array([[_magnitude(c, (m,)) for c in row] for row in ha_raw]) / m
+        ga = np.array([_magnitude(c, (m,)) for c in ga_raw]) / m_div
+        ha = np.array([[_magnitude(c, (m,)) for c in row] for row in ha_raw]) / m_div
         sens = ga + np.einsum("ijs,js->is", ha, aL)
         last = net.activations[-1]
         M_delta = M_delta + (policy.derivative_term(sens, ga, f1s[-1], u_pair, K) if last.elementwise
@@ -488,6 +496,7 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
                 A_delta = _abs_jt(a, A_g)
                 # Second-order term: d(J)/dz is bounded by 3|J| entrywise per unit change of z.
                 M_delta = _abs_jt(a, M_g) + 3 * _abs_jt(a, A_g) * np.max(Mz[l - 2], axis=0, keepdims=True)
+    _add_penalty(net, p, magnitude)
     ordered = {k: magnitude[k] for k in net.param_names}
     kink_units.sort(key=lambda t: t[0])
     reference = None
@@ -495,6 +504,28 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
         reference = error_budget(net, params, X, Y, replace(policy, level="textbook")).magnitude
     return Budget(ordered, Ma[-1], K, kink_units, policy, reference)
 
+
+
+def _batch_divisor(net: Network, m: int) -> int:
+    r"""What each sample's loss is divided by in the batch loss: m for the mean (the article's
+    convention and ``reduction="mean"``/``"mean_all"``, whose :math:`1/n_L` and 1/2 are already in
+    the declared per-sample definition), 1 for a declared ``reduction="sum"``
+    (:class:`~handgrad.reference.judge.conventions.DeclaredLoss`). Dividing by 1 is exact, so the
+    mean's budget is bitwise what it was before the sum was followed."""
+    return 1 if getattr(net.loss, "reduction", "mean") == "sum" else m
+
+
+def _add_penalty(net: Network, params: Mapping[str, np.ndarray], magnitude: dict[str, np.ndarray]) -> None:
+    r"""A declared L2 penalty adds :math:`cW` (:math:`c` = ``penalty_coefficient()``, :math:`\lambda`
+    or :math:`2\lambda`) to each penalized tensor's gradient: its magnitude gains :math:`|c||W|`,
+    which bounds the product's rounding and the addition's (docs/tolerances.md section 11)."""
+    loss = net.loss
+    if not getattr(loss, "has_penalty", False):
+        return
+    c = abs(float(loss.penalty_coefficient()))
+    for k in magnitude:
+        if loss.penalized(k):
+            magnitude[k] = magnitude[k] + c * np.abs(params[k])
 
 
 def prediction_in_domain(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray,
