@@ -33,7 +33,8 @@ rejected (``hypothesis.assume``) when a pre-activation exceeds :data:`Z_MAX` = 3
 the shared definitions are evaluated naively by the JAX and SymPy oracles and overflow beyond
 ~709 (handgrad's own stability up to 1e4 is tested separately) -- or when an unfused loss on
 probabilities would see a prediction within 1e-9 of 0 or 1, where that loss is infinite by
-definition (the fused rules cover saturation).
+definition (the fused rules cover saturation), or within twice its forward error bound in the
+case's dtype (float32: about 1e-5; docs/tolerances.md section 10).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from handgrad import NUMPY_OPS, Network, Params
 
 from .architecture import Architecture
 
-__all__ = ["LABEL_KINDS", "SCALES", "Z_MAX", "Z_SAFE", "CaseSpec", "build_case", "in_domain", "label_kinds"]
+__all__ = ["LABEL_KINDS", "PREDICTION_MARGIN_64", "SCALES", "Z_MAX", "Z_SAFE", "CaseSpec", "build_case", "in_domain",
+           "label_kinds"]
 
 SCALES: dict[str, float] = {"small": 0.3, "unit": 1.0, "large": 4.0, "saturating": 30.0,
                             "near_saturating": 4.0}
@@ -212,8 +214,9 @@ def build_case(spec: CaseSpec, dtype: str | type = "float64",
         from hypothesis.control import currently_in_test_context
 
         if not currently_in_test_context():
-            raise ValueError(f"spec {spec!r} is outside the oracles' domain (a |z| above {Z_MAX:g}, or a "
-                             "prediction within 1e-9 of 0 or 1 for an unfused probability loss); pass "
+            raise ValueError(f"spec {spec!r} is outside the oracles' domain in {dt} (a |z| above {Z_MAX:g}, "
+                             f"or a prediction within {PREDICTION_MARGIN_64:g} of 0 or 1 -- or within its "
+                             "forward error bound in that dtype -- for an unfused probability loss); pass "
                              "filter_domain=False to build it anyway")
         assume(False)
     return net, params, X, Y
@@ -239,9 +242,26 @@ def _shape_inputs(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, sp
     return X
 
 
+PREDICTION_MARGIN_64 = 1e-9
+"""How close to 0 or 1 the float64 oracles let a prediction of an unfused probability loss come."""
+
+
 def in_domain(net: Network, params: Params, X: np.ndarray) -> bool:
     """True when every |z| <= Z_MAX and, for an unfused probability loss, predictions are not
-    within 1e-9 of 0 or 1 (computed from the shared definitions in float64)."""
+    within :data:`PREDICTION_MARGIN_64` of 0 or 1 (computed from the shared definitions in float64:
+    the float64 oracles' margin) nor within twice their forward error bound *in the params' dtype*
+    (:func:`handgrad.reference.judge.tolerance.prediction_in_domain`: about 1e-5 in float32, where
+    a correct forward may round a prediction onto 1; below 1e-13 in float64, where 1e-9 binds)."""
+    if not _float64_domain(net, params, X):
+        return False
+    from ..judge.tolerance import prediction_in_domain
+
+    return prediction_in_domain(net, params, X)
+
+
+def _float64_domain(net: Network, params: Params, X: np.ndarray) -> bool:
+    """The float64 oracles' domain: every |z| <= Z_MAX, predictions finite and, for an unfused
+    probability loss, farther than :data:`PREDICTION_MARGIN_64` from 0 and 1."""
     a = X.astype(np.float64)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         for l, act in enumerate(net.activations, start=1):
@@ -250,5 +270,5 @@ def in_domain(net: Network, params: Params, X: np.ndarray) -> bool:
                 return False
             a = np.asarray(act.definition(z, NUMPY_OPS), dtype=np.float64)
     if net.fused_rule is None and net.loss.prediction_range == (0.0, 1.0):
-        return bool(np.all((a > 1e-9) & (a < 1 - 1e-9)))
+        return bool(np.all((a > PREDICTION_MARGIN_64) & (a < 1 - PREDICTION_MARGIN_64)))
     return bool(np.all(np.isfinite(a)))
