@@ -54,6 +54,7 @@ from .args import (
 )
 from .certify_cmd import DEFAULT_BACKWARD_EXAMPLES, DEFAULT_EXAMPLES, _cmd_certify
 from .commands import _cmd_demo, _cmd_derive, _cmd_prove
+from .declarations import add_declaration_arguments
 from .limits import MAX_CASES, MAX_DEMO_STEPS
 from .report_files import REPORT_STEM
 
@@ -195,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vary-shapes", action="store_true",
                    help="also draw the hidden widths (1..--max-width): for a backward written for any width")
     g.add_argument("--max-width", type=_positive_int, default=8, metavar="N", help="largest hidden width drawn")
+    g.add_argument("--method", default=None, metavar="NAME",
+                   help="when --backward names a model object (a params dict and a gradient method): the "
+                        "method to call, if none of loss_and_grads, backward, gradients, grads, grad, loss fits")
+    add_declaration_arguments(p)
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (repeatable): a package that registers its own activations or losses")
     p.set_defaults(func=_cmd_certify)

@@ -15,13 +15,13 @@ import os
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import handgrad as hg
 from handgrad.notation import NotationError, is_parameter_name, parse_element
 
-__all__ = ["UsageError", "load_backward", "parse_activations", "parse_sizes", "parse_weight"]
+__all__ = ["UsageError", "is_model", "load_backward", "parse_activations", "parse_sizes", "parse_weight"]
 
 
 class UsageError(Exception):
@@ -47,7 +47,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         help_ = action.help or ""
-        if action.default not in (None, False, [], argparse.SUPPRESS) and "default" not in help_ \
+        if action.default not in (None, False, [], "", argparse.SUPPRESS) and "default" not in help_ \
                 and action.option_strings:
             help_ += " (default: %(default)s)"
         return help_
@@ -177,7 +177,9 @@ def _import_module(name: str, what: str) -> Any:
 
 def load_backward(spec: str) -> Callable[..., Any]:
     """Import ``module:function`` (the module from the current folder or an installed package;
-    ``function`` may be a dotted attribute path) and return it; it must be callable."""
+    ``function`` may be a dotted attribute path) and return it; it must be callable, or a model
+    object with a params dict (``params`` or ``parameters``) and a gradient method, as
+    :func:`handgrad.reference.judge.conventions.wrap_backward` takes."""
     m = re.fullmatch(r"([^:]+):([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)", spec or "")
     if m is None:
         raise UsageError(f"--backward must be module:function, like mybackprop:backward; got {spec!r}")
@@ -187,10 +189,19 @@ def load_backward(spec: str) -> Callable[..., Any]:
         if not hasattr(obj, part):
             raise UsageError(f"--backward: module {m.group(1)!r} has no attribute {m.group(2)!r}")
         obj = getattr(obj, part)
-    if not callable(obj):
+    if not callable(obj) and not is_model(obj):
         raise UsageError(f"--backward: {spec} is not callable (it is of type {type(obj).__name__}); "
-                         "expected a function backward(params, X, Y) -> grads")
+                         "expected a function backward(params, X, Y) -> grads, or a model object with a "
+                         "params dict and a gradient method")
     return obj
+
+
+def is_model(obj: object) -> bool:
+    """Whether ``obj`` is a model object (a params dict under one of
+    :data:`~handgrad.reference.judge.conventions.PARAMS_ATTRS`) rather than a backward function."""
+    from ..judge.conventions import PARAMS_ATTRS
+
+    return any(isinstance(getattr(obj, a, None), Mapping) for a in PARAMS_ATTRS)
 
 
 def _positive_int(text: str) -> int:

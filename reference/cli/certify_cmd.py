@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, TextIO
 
 import handgrad as hg
 
-from ..judge.reports import RunSummary, SubjectResult
+from ..judge.reports import SubjectResult
 from ..judge.scale import LONG_RUN_SECONDS, estimate_seconds
 from ..oracles.table import oracle_label
 from .args import (
@@ -22,11 +22,13 @@ from .args import (
     _names_list,
     _network,
     _parse_oracles,
+    is_model,
     load_backward,
 )
+from .declarations import Declared, declared_from_args
 from .limits import cap_jobs, check_case_count, usable_cores
 from .progress import _Progress
-from .report_files import ReportDirError, check_report_dir, write_reports
+from .report_files import DeclaredRunSummary, ReportDirError, check_report_dir, write_reports
 from .runner import _hypothesis_home, _Job, _run_job, _run_parallel
 
 __all__ = ["DEFAULT_BACKWARD_EXAMPLES", "DEFAULT_EXAMPLES"]
@@ -67,11 +69,20 @@ def _subjects_from_registry(args: argparse.Namespace) -> list[SubjectResult]:
     return subjects
 
 
-def _subject_from_backward(args: argparse.Namespace) -> tuple[SubjectResult, Callable[..., Any]]:
+def _subject_from_backward(args: argparse.Namespace, oracles: tuple[str, ...]
+                           ) -> tuple[SubjectResult, Callable[..., Any], Declared]:
+    """The user's backward (a function or a model object), its architecture and its declarations,
+    checked against each other."""
     backward = load_backward(args.backward)
     net = _network(args, fuse=not args.no_fuse)
+    declared = declared_from_args(args, net, oracles)
+    if is_model(backward) and declared.conventions is None:
+        declared = declared.in_article_conventions()  # a model is called through the conventions' wrapper
+    elif args.method is not None and not is_model(backward):
+        raise UsageError(f"--method names the gradient method of a model object; {args.backward} is a function")
     acts = tuple(a.name for a in net.activations)
-    return SubjectResult(args.backward, "backward", [(net.sizes, acts, net.loss.name, net.fuse)]), backward
+    subject = SubjectResult(args.backward, "backward", [(net.sizes, acts, net.loss.name, net.fuse)])
+    return subject, backward, declared
 
 
 class _Plan(NamedTuple):
@@ -81,6 +92,7 @@ class _Plan(NamedTuple):
     backward: Callable[..., Any] | None
     examples: int
     oracles: tuple[str, ...]
+    declared: Declared
     report_dir: Path | None
     jobs: list[_Job]
     n_workers: int
@@ -98,13 +110,15 @@ def _plan(args: argparse.Namespace, err: TextIO) -> _Plan:
     and the limits of :mod:`handgrad.reference.cli.limits` are applied (a capped ``--jobs`` and a
     long run's estimate are one line each on ``err``)."""
     _imports(args)
+    oracles = _parse_oracles(args.oracles)
     if args.backward is None:
         for opt in ("arch", "activation", "loss"):
             if getattr(args, opt) is not None:
                 raise UsageError(f"--{opt} describes the architecture of --backward; "
                                  "use --activations/--losses to restrict the registry run")
-        if args.no_fuse or args.vary_shapes:
-            raise UsageError("--no-fuse and --vary-shapes apply to --backward only")
+        if args.no_fuse or args.vary_shapes or args.method is not None:
+            raise UsageError("--no-fuse, --vary-shapes and --method apply to --backward only")
+        declared = declared_from_args(args, None, oracles)
         subjects, backward = _subjects_from_registry(args), None
         examples = args.examples or DEFAULT_EXAMPLES
     else:
@@ -115,12 +129,12 @@ def _plan(args: argparse.Namespace, err: TextIO) -> _Plan:
         if missing:
             raise UsageError(f"--backward needs {' and '.join(missing)} (e.g. --arch 2-3-3-1 --activation sigmoid)")
         args.loss = args.loss or "squared_error"
-        subject, backward = _subject_from_backward(args)
+        subject, backward, declared = _subject_from_backward(args, oracles)
         subjects = [subject]
         examples = args.examples or DEFAULT_BACKWARD_EXAMPLES
-    oracles = _parse_oracles(args.oracles)
     jobs = [_Job(i, s.name, s.kind, *arch, args.dtype, examples, bool(args.vary_shapes), args.max_width,
-                 oracles, args.seed) for i, s in enumerate(subjects) for arch in s.architectures]
+                 oracles, args.seed, args.backward, declared, args.method)
+            for i, s in enumerate(subjects) for arch in s.architectures]
     workers, warning = cap_jobs(args.jobs if args.jobs is not None else _default_jobs(args))
     workers = min(workers, len(jobs))
     estimate = check_case_count(examples, len(jobs), workers, long=args.long)
@@ -138,7 +152,7 @@ def _plan(args: argparse.Namespace, err: TextIO) -> _Plan:
         print(f"handgrad certify: note: {estimate}", file=err)
     if not args.quiet and seconds >= SHOW_ESTIMATE_ABOVE:
         print(f"handgrad certify: estimated time {seconds:.0f} s", file=err)
-    return _Plan(subjects, backward, examples, oracles, report_dir, jobs, workers)
+    return _Plan(subjects, backward, examples, oracles, declared, report_dir, jobs, workers)
 
 
 def _estimated_seconds(job: _Job, examples: int, oracles: tuple[str, ...]) -> float:
@@ -195,8 +209,9 @@ def _render(plan: _Plan, args: argparse.Namespace, seconds: float, out: TextIO, 
     """Print the failing reports, the table, its legend and the verdict, *then* write the report
     files, so that a folder that fails at the end loses nothing printed; the exit code (2 when the
     files could not be written)."""
-    summary = RunSummary(plan.subjects, "handgrad " + shlex.join(args.argv), args.seed, plan.examples,
-                         plan.oracles, seconds, dtype=args.dtype, vary_shapes=bool(args.vary_shapes))
+    summary = DeclaredRunSummary(plan.subjects, "handgrad " + shlex.join(args.argv), args.seed, plan.examples,
+                                 plan.oracles, seconds, dtype=args.dtype, vary_shapes=bool(args.vary_shapes),
+                                 declared=plan.declared.to_dict(), declared_text=plan.declared.describe())
     failing = [c for s in plan.subjects for c in s.certificates if not c.ok]
     for c in failing:
         print(c.text(), file=out)
@@ -233,5 +248,7 @@ def _legend(plan: _Plan) -> str:
         what = "handgrad's own backward for each activation and loss above"
     else:
         what = f"your backward {plan.subjects[0].name} (not handgrad's)"
-    return (f"checked: {what}, against {refs}; worst err/budget: the largest |hand - reference| / derived "
-            "rounding budget over every case, element and reference (at most 1 passes)")
+    legend = (f"checked: {what}, against {refs}; worst err/budget: the largest |hand - reference| / derived "
+              "rounding budget over every case, element and reference (at most 1 passes)")
+    declared = plan.declared.describe()
+    return legend if not declared else f"{legend}\ndeclared: {declared}"

@@ -2,24 +2,56 @@
 
 The Markdown and the JSON are the run's :class:`~handgrad.reference.judge.reports.RunSummary`
 rendered (one ``to_dict``, see Note [One dict per report] in :mod:`handgrad.reference.judge.reports`);
-this module only decides the file names, draws the chart and writes the files.
+this module only decides the file names, draws the chart and writes the files. What the run
+declared beyond the architecture (the user's conventions, the policy, the quorum: see
+:mod:`handgrad.reference.cli.declarations`) is added by :class:`DeclaredRunSummary`, to the JSON's
+``settings`` and under the Markdown's settings line, and sealed in the same hash.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..judge.reports import RunSummary
+from ..judge.reports import RunSummary, content_hash
 
-__all__ = ["REPORT_STEM", "ReportDirError", "check_report_dir", "report_paths", "write_reports"]
+__all__ = ["REPORT_STEM", "DeclaredRunSummary", "ReportDirError", "check_report_dir", "report_paths",
+           "write_reports"]
 
 REPORT_STEM = "handgrad-report"
 
 
 class ReportDirError(ValueError):
     """A report folder that cannot be written; the message is one sentence naming ``--report-dir``."""
+
+
+@dataclass
+class DeclaredRunSummary(RunSummary):
+    """A :class:`RunSummary` that also says what the run declared: ``declared`` (the
+    :meth:`~handgrad.reference.cli.declarations.Declared.to_dict` of the run) goes into
+    ``settings["declared"]`` of the JSON, sealed by the same ``sha256``; ``declared_text`` (one line,
+    empty when only defaults were used) is printed under the Markdown's settings line."""
+
+    declared: dict[str, Any] = field(default_factory=dict)
+    declared_text: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if self.declared:
+            d["settings"]["declared"] = self.declared
+            d["sha256"] = content_hash(d)
+        return d
+
+    def markdown(self) -> str:
+        text = super().markdown()
+        if not self.declared_text:
+            return text
+        head, sep, rest = text.partition("\nSettings: ")
+        line, _, tail = rest.partition("\n")
+        return f"{head}{sep}{line}\n\nDeclared: {self.declared_text}.\n{tail}"
 
 
 def check_report_dir(text: str) -> Path:

@@ -14,13 +14,17 @@ from typing import Any, NamedTuple
 
 import handgrad as hg
 
+from .declarations import Declared
 from .progress import _Progress
 
 __all__: list[str] = []
 
 
 class _Job(NamedTuple):
-    """One certification: a subject on one architecture (picklable, for worker processes)."""
+    """One certification: a subject on one architecture (picklable, for worker processes: plain
+    values only, see Note [Declarations cross the pool] in :mod:`.declarations`). ``backward`` is
+    the ``--backward`` spec (``module:function``, loaded again in a worker), ``None`` for handgrad's
+    own; ``method`` the model's gradient method (``--method``)."""
 
     index: int
     subject: str
@@ -35,6 +39,9 @@ class _Job(NamedTuple):
     max_width: int
     oracles: tuple[str, ...]
     seed: int
+    backward: str | None = None
+    declared: Declared = Declared()
+    method: str | None = None
 
     def label(self) -> str:
         """``subject: architecture`` as the certificate names it (``Network.describe``: with
@@ -50,15 +57,21 @@ class _Job(NamedTuple):
 
 def _run_job(job: _Job, backward: Callable[..., Any] | None = None,
              progress: Callable[[int, int], None] | None = None) -> Any:
+    """Certify ``job``: with ``backward`` (already loaded in this process), or the job's
+    ``--backward`` loaded here, or handgrad's own; the declarations rebuilt from the job's values."""
     from ..judge.certify import certify_backward
+    from .args import load_backward
 
+    if backward is None and job.backward is not None:
+        backward = load_backward(job.backward)
     if backward is None:
         backward = hg.Network(job.sizes, list(job.activations), job.loss, fuse=job.fuse).backward
     subject = job.subject if job.kind == "backward" else f"{job.subject} (handgrad backward)"
     return certify_backward(backward, job.sizes, list(job.activations), job.loss, fuse=job.fuse, dtype=job.dtype,
                             examples=job.examples, vary_shapes=job.vary_shapes, max_width=job.max_width,
                             oracles=job.oracles, seed=job.seed, raise_on_failure=False, progress=progress,
-                            subject=subject)
+                            subject=subject, method=job.method, expect_long=True,  # the plan applied --yes
+                            **job.declared.certify_options())
 
 
 def _init_worker(imports: Sequence[str], cwd: str) -> None:
