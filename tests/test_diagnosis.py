@@ -82,6 +82,20 @@ def test_half_is_named_with_the_output_width_when_they_coincide(case):
     assert "1/n_L = 1/2" in found[0].sentence and "MSELoss" in found[0].sentence
 
 
+def test_one_output_does_not_name_the_output_width():
+    # n_L = 1: m n_L is m and n_L is 1; naming them ("m = m n_L = 5") would only confuse.
+    net = hg.Network((2, 3, 1), ["sigmoid", "sigmoid"], "squared_error")
+    rng = np.random.default_rng(3)
+    params = net.init(rng, bias_scale=0.5)
+    X, Y = rng.standard_normal((2, M)), rng.standard_normal((1, M))
+    refs = get_jax_oracle(net).grads(params, X, Y)
+    budgets = error_budget(net, params, X, Y).against(np.float64)
+    hand = {k: M * v for k, v in net.backward(params, X, Y).items()}
+    found = diagnose(hand, refs, budgets, params=params, X=X, Y=Y, loss="squared_error")
+    assert causes(found) == ["factor"] and f"exactly m = {M} times" in found[0].sentence
+    assert "n_L" not in found[0].sentence
+
+
 def test_a_factor_outside_the_set_or_slightly_off_is_not_diagnosed(case):
     g = case[4]
     assert "factor" not in causes(run(case, with_(g, B2=3.0 * g["B2"])))

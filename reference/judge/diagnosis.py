@@ -252,6 +252,8 @@ def _factor_candidates(c: _Case) -> list[tuple[Fraction, str, str]]:
          "the mean over the batch and the outputs (PyTorch's MSELoss): declare reduction='mean_all'"
          if conv.reduction == "mean" else "a mean over both where another reduction is declared"),
     ]
+    if n == 1:  # one output: n_L, 1/n_L, m n_L and 1/(m n_L) are 1, 1, m and 1/m under other names
+        cands = [c for c in cands if c[1] is None or "n_L" not in c[1]]
     grouped: dict[Fraction, list[tuple[str | None, str]]] = {}
     for value, symbol, meaning in cands:
         if value != 1:
