@@ -658,7 +658,9 @@ def wrap_backward(user: object, conv: Conventions, net: Network, *,
 
     The returned function translates the case with :func:`to_user`, calls the user's code and
     brings the gradients back with :func:`from_user_grads` (a :class:`UserGradsError` in the user's
-    terms when their structure is wrong).
+    terms when their structure is wrong). It carries ``conv`` as its ``conventions`` attribute:
+    the referee reads it to name elements the user's way, to leave out the B of a layer declared
+    without a bias, and to word its diagnoses.
     """
     if not isinstance(conv, Conventions):
         raise TypeError(f"conv must be a Conventions, got {type(conv).__name__}")
@@ -670,6 +672,7 @@ def wrap_backward(user: object, conv: Conventions, net: Network, *,
             return from_user_grads(_grads_of(call(pu, Xu, Yu)), conv, net)
 
         backward.__qualname__ = getattr(user, "__qualname__", type(user).__name__)
+        backward.conventions = conv  # type: ignore[attr-defined]  # the referee speaks them
         return backward
     attr, fn, n_args = _model_parts(user, method)
 
@@ -686,6 +689,7 @@ def wrap_backward(user: object, conv: Conventions, net: Network, *,
         return from_user_grads(_grads_of(result), conv, net)
 
     model_backward.__qualname__ = f"{type(user).__name__}.{fn.__name__}"
+    model_backward.conventions = conv  # type: ignore[attr-defined]
     return model_backward
 
 

@@ -69,19 +69,26 @@ class GradsStructureError(ValueError):
     """The provider's gradients have the wrong type, keys, shapes or dtype."""
 
 
-def check_grads_structure(net: Network, grads: object, dtype: np.dtype) -> Params:
-    """Validate a provider's output; raise :class:`GradsStructureError` with a sentence."""
+def check_grads_structure(net: Network, grads: object, dtype: np.dtype,
+                          expected: Sequence[str] | None = None) -> Params:
+    """Validate a provider's output; raise :class:`GradsStructureError` with a sentence.
+
+    ``expected`` are the tensors it must return (default every one of ``net.param_names``; the B
+    of a layer declared without a bias is left out).
+    """
+    names = list(net.param_names) if expected is None else list(expected)
     if not isinstance(grads, Mapping):
         raise GradsStructureError(
-            f"backward returned {type(grads).__name__}; expected a dict with keys {net.param_names}")
-    missing = [k for k in net.param_names if k not in grads]
-    extra = [k for k in grads if k not in net.param_names]
+            f"backward returned {type(grads).__name__}; expected a dict with keys {names}")
+    missing = [k for k in names if k not in grads]
+    extra = [k for k in grads if k not in names]
     if missing or extra:
         parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
         raise GradsStructureError(f"backward returned grads with {' and '.join(parts)}; "
-                                  f"expected exactly {net.param_names}")
+                                  f"expected exactly {names}")
     out: Params = {}
-    for k, shape in net.param_shapes.items():
+    for k in names:
+        shape = net.param_shapes[k]
         g = grads[k]
         if not isinstance(g, np.ndarray):
             raise GradsStructureError(f"grads[{k!r}] is a {type(g).__name__}; expected a numpy array of shape {shape}")
@@ -174,6 +181,7 @@ def referee(
     min_oracles: int = 2,
     seed: int | None = None,
     nondeterminism_tolerance: float = 0.0,
+    conventions: Any = None,
 ) -> Report:
     r"""Referee one case: ``grads`` (or ``backward(params, X, Y)``) against the oracles.
 
@@ -193,19 +201,33 @@ def referee(
         function (restored after), so a backward that draws random numbers is reproducible.
       nondeterminism_tolerance: a backward function is called twice on fresh copies; its two
         results must agree bitwise (0, the default) or within this relative difference.
+      conventions: the user's :class:`~handgrad.reference.judge.conventions.Conventions` (default:
+        those a :func:`~handgrad.reference.judge.conventions.wrap_backward` function carries, else
+        none). Mismatches then name the user's element with the article's beside it
+        (``dW1[3, 4] (the article's w_54^(1))``), a failure describes the case as the user's code
+        received it, the diagnoses speak the user's names, and the B of a layer in ``no_bias`` is
+        0 in the case and not asked for.
+
+    A mismatch is diagnosed (:func:`~handgrad.reference.judge.diagnosis.diagnose`): the likely
+    causes that explain it within the budget are ``report.diagnoses``; a certified case costs nothing.
     """
     # 1. The case, validated once (the oracles get it unchecked).
     oracles = check_oracles(oracles)
     check_positive_int("min_oracles", min_oracles)
     net.check_batch(params, X, Y)
+    conv = _conventions_of(conventions, grads)
+    params, keys, bias_note = _without_declared_biases(net, params, conv)
     dtype = params[net.param_names[0]].dtype
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce)
+    if bias_note:
+        report.notes.append(bias_note)
 
     # 2. The provider's output, in words.
     if not (isinstance(nondeterminism_tolerance, int | float) and nondeterminism_tolerance >= 0):
         raise ValueError(f"nondeterminism_tolerance must be a number >= 0, got {nondeterminism_tolerance!r}")
-    hand = _provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance)
+    hand = _provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance, keys, conv)
     if hand is None:
+        _describe_for_user(params, X, Y, conv, report)
         return report
     # 3. The budgets, and a kink within rounding reach.
     budget = error_budget(net, params, X, Y, policy)
@@ -217,41 +239,103 @@ def referee(
     if _too_few(refs, min_oracles, report):
         return report
     # 5. The oracles among themselves.
-    if not _cross_check(net, refs, fd, budget, report):
+    if not _cross_check(net, refs, fd, budget, report, keys):
         return report
     # 6. The hand gradient against each reference (masked elements excluded); one line per tensor.
-    _judge_hand(net, hand, refs, fd, budget, dtype, report, mask)
-    if report.verdict == "mismatch" and fd is not None:
-        _name_kink_convention(net, hand, refs, fd, budget.hand_only(dtype), report)
+    used = _judge_hand(net, hand, refs, fd, budget, dtype, report, mask, keys, conv)
+    if report.verdict == "mismatch":
+        if fd is not None:
+            _name_kink_convention(net, hand, refs, fd, budget.hand_only(dtype), report)
+        _diagnose(net, hand, refs, used, params, X, Y, conv, report)
+        _describe_for_user(params, X, Y, conv, report)
     return report
+
+
+def _conventions_of(conventions: Any, grads: object) -> Any:
+    """The declared conventions: given, or carried by a wrapped backward, or None (the article's)."""
+    if conventions is None:
+        conventions = getattr(grads, "conventions", None) if callable(grads) else None
+        if conventions is None:
+            return None
+    from .conventions import Conventions
+
+    if not isinstance(conventions, Conventions):
+        raise TypeError(f"conventions must be a Conventions, got {type(conventions).__name__}")
+    return conventions
+
+
+def _without_declared_biases(net: Network, params: Mapping[str, np.ndarray],
+                             conv: Any) -> tuple[Mapping[str, np.ndarray], list[str], str]:
+    """Step 1 for layers declared without a bias: the case restricted to the declared model (their
+    B set to 0), the tensors the provider must return (those B left out), and a note saying so."""
+    if conv is None or not conv.no_bias:
+        return params, list(net.param_names), ""
+    beyond = [l for l in conv.no_bias if l > net.depth]
+    if beyond:
+        raise ValueError(f"conventions.no_bias names layer(s) {beyond} but the network has {net.depth} layers")
+    dropped = [f"B{l}" for l in conv.no_bias]
+    out = {k: (np.zeros_like(v) if k in dropped else v) for k, v in params.items()}
+    keys = [k for k in net.param_names if k not in dropped]
+    layers = ", ".join(str(l) for l in conv.no_bias)
+    return out, keys, (f"layer{'s' if len(dropped) > 1 else ''} {layers} declared without a bias: "
+                       f"{', '.join(dropped)} = 0 in this case and not checked")
+
+
+def _describe_for_user(params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray, conv: Any,
+                       report: Report) -> None:
+    """After a failure in the user's conventions: the case as their code received it (a note)."""
+    if conv is None:
+        return
+    from .conventions import describe_user_case
+
+    try:
+        report.notes.append(describe_user_case(params, X, Y, conv))
+    except (ValueError, KeyError) as exc:  # a case their labels cannot express: say so, do not crash
+        report.notes.append(f"the case cannot be shown in your conventions: {exc}")
+
+
+def _diagnose(net: Network, hand: Params, refs: Mapping[str, Params], used: Mapping[str, Mapping[str, Any]],
+              params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray, conv: Any,
+              report: Report) -> None:
+    """After a mismatch: the likely causes that explain it within the budgets (``report.diagnoses``)."""
+    from .diagnosis import diagnose
+
+    base = getattr(getattr(net.loss, "base", None), "name", None) or net.loss.name
+    try:
+        found = diagnose(hand, refs, _diagnosis_budgets(used), params=params, X=X, Y=Y, conventions=conv, loss=base)
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        report.notes.append(f"no diagnosis: the hypotheses could not be tested ({type(exc).__name__}: {exc})")
+        return
+    report.diagnoses = tuple(found)
 
 
 def _provider_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
                     grads: Mapping[str, np.ndarray] | Backward, dtype: np.dtype, report: Report,
-                    seed: int | None = None, nondeterminism_tolerance: float = 0.0) -> Params | None:
+                    seed: int | None = None, nondeterminism_tolerance: float = 0.0,
+                    keys: Sequence[str] | None = None, conv: Any = None) -> Params | None:
     """Step 2: call the backward twice on fresh copies (``np.random`` seeded from ``seed``, a
     different stream each call) and check its output; None (verdict ``error``, the reason in the
     notes) when it raised, returned malformed gradients or two calls disagree. A backward that
     modifies its arguments in place is noted, not failed."""
     if not callable(grads):
-        return _checked(net, grads, dtype, report)
+        return _checked(net, grads, dtype, report, keys)
     first = _call(grads, params, X, Y, seed, 0, report)
     if first is None:
         return None
     out, modified = first
-    hand = _checked(net, out, dtype, report)
+    hand = _checked(net, out, dtype, report, keys)
     if hand is None:
         return None
     second = _call(grads, params, X, Y, seed, 1, report)
     if second is None:
         return None
-    again = _checked(net, second[0], dtype, report)
+    again = _checked(net, second[0], dtype, report, keys)
     if again is None:
         return None
     if modified:
         report.notes.append(f"the backward modified {', '.join(modified)} in place (it was given copies; "
                             "the gradients were checked as returned)")
-    if not _same_twice(net, hand, again, nondeterminism_tolerance, report):
+    if not _same_twice(net, hand, again, nondeterminism_tolerance, report, conv):
         return None
     if any(g.dtype != dtype for g in hand.values()):
         kinds = sorted({f"{k} is {g.dtype}" for k, g in hand.items() if g.dtype != dtype})
@@ -260,9 +344,10 @@ def _provider_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarra
     return hand
 
 
-def _checked(net: Network, out: object, dtype: np.dtype, report: Report) -> Params | None:
+def _checked(net: Network, out: object, dtype: np.dtype, report: Report,
+             keys: Sequence[str] | None = None) -> Params | None:
     try:
-        return check_grads_structure(net, out, dtype)
+        return check_grads_structure(net, out, dtype, keys)
     except GradsStructureError as exc:
         report.verdict = "error"
         report.notes.append(str(exc))
@@ -281,6 +366,13 @@ def _call(backward: Backward, params: Mapping[str, np.ndarray], X: np.ndarray, Y
         np.random.seed((int(seed) + 7_777_777 * call) % 2**32)
     try:
         out = backward(p, x, y)
+    except GradsStructureError as exc:
+        # Raised by a wrapper around the user's code (UserGradsError: a wrong key or shape stated
+        # in their names): what their gradients are, not "backward raised".
+        report.verdict = "error"
+        report.notes.append(str(exc))
+        report.exception = exc
+        return None
     except Exception as exc:  # the provider's own failure is a finding, not a crash
         report.verdict = "error"
         report.notes.append(f"backward raised {type(exc).__name__}: {exc}")
@@ -297,10 +389,11 @@ def _same_array(a: object, b: np.ndarray) -> bool:
     return isinstance(a, np.ndarray) and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
 
 
-def _same_twice(net: Network, first: Params, second: Params, tol: float, report: Report) -> bool:
+def _same_twice(net: Network, first: Params, second: Params, tol: float, report: Report,
+                conv: Any = None) -> bool:
     """Two calls on the same input agree bitwise (``tol`` = 0) or within ``tol`` relative to the
     larger |value|; otherwise verdict ``error`` with the first differing element named."""
-    for k in net.param_names:
+    for k in first:
         a, b = first[k].astype(np.float64), second[k].astype(np.float64)
         with np.errstate(invalid="ignore"):
             differ = ~(np.abs(a - b) <= tol * np.maximum(np.abs(a), np.abs(b)))
@@ -309,14 +402,16 @@ def _same_twice(net: Network, first: Params, second: Params, tol: float, report:
             differ[...] = True
         if differ.any():
             idx = tuple(int(i) for i in np.argwhere(differ)[0])
+            label, user_tensor = _user_names(k, idx, conv)
             report.verdict = "error"
             report.notes.append(f"nondeterministic backward: two calls on the same input differ at "
-                                f"dL/d{_name(k, idx)} ({code_name(k, idx)}): first call {float(a[idx])!r}, "
-                                f"second call {float(b[idx])!r}")
+                                f"{label or f'dL/d{_name(k, idx)} ({code_name(k, idx)})'}: first call "
+                                f"{float(a[idx])!r}, second call {float(b[idx])!r}")
             report.mismatches.append(Mismatch(pair="hand vs hand (second call)", tensor=k, index=idx,
                                               element=_name(k, idx),
                                               values={"hand": float(a[idx]), "hand, second call": float(b[idx])},
-                                              budget=0.0, ratio=float("inf"), n_bad=int(differ.sum())))
+                                              budget=0.0, ratio=float("inf"), n_bad=int(differ.sum()),
+                                              label=label, user_tensor=user_tensor))
             return False
     return True
 
@@ -387,12 +482,13 @@ def _cross_pairs(refs: Mapping[str, Params]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _cross_check(net: Network, refs: Mapping[str, Params], fd: Any, budget: Budget, report: Report) -> bool:
+def _cross_check(net: Network, refs: Mapping[str, Params], fd: Any, budget: Budget, report: Report,
+                 keys: Sequence[str] | None = None) -> bool:
     """Step 5: the oracles among themselves (both float64); False (verdict ``inconclusive``, the
     pair named in the notes) when they disagree: the hand code is never blamed for an oracle."""
     b64 = budget.against(np.float64)
     for a, b in _cross_pairs(refs):
-        for k in net.param_names:
+        for k in (net.param_names if keys is None else keys):
             bud = b64[k] + (fd.error[k] if "fd" in (a, b) else 0.0)
             kink = fd.kink[k] if "fd" in (a, b) else None
             check, _, _ = _compare(f"{oracle_label(a)} vs {oracle_label(b)}", k, refs[a][k], refs[b][k], bud, kink)
@@ -405,33 +501,57 @@ def _cross_check(net: Network, refs: Mapping[str, Params], fd: Any, budget: Budg
 
 
 def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any, budget: Budget,
-                dtype: np.dtype, report: Report, mask: Mapping[str, np.ndarray] | None = None) -> None:
+                dtype: np.dtype, report: Report, mask: Mapping[str, np.ndarray] | None = None,
+                keys: Sequence[str] | None = None, conv: Any = None) -> dict[str, dict[str, Any]]:
     """Step 6: hand vs each reference, element by element; a mismatch records every source's
-    value at the tensor's worst element (the first pair's line per tensor is kept)."""
+    value at the tensor's worst element (the first pair's line per tensor is kept), named the
+    user's way when conventions are declared.
+
+    Returns the budget of every reference and tensor as a pair ``(budget, decided_by_kink)`` (the
+    latter None, or the elements a kink inside a finite-difference step decides), what a
+    diagnosis reads (:func:`_diagnosis_budgets`)."""
     against, hand_only = budget.against(dtype), budget.hand_only(dtype)
     if mask is not None:  # a masked element gets an infinite budget: it cannot fail
         against = {k: np.where(mask[k], np.inf, v) for k, v in against.items()}
         hand_only = {k: np.where(mask[k], np.inf, v) for k, v in hand_only.items()}
+    used: dict[str, dict[str, Any]] = {}
     for name, ref in refs.items():
         pair = f"hand vs {oracle_label(name)}"
-        for k in net.param_names:
+        used[name] = {}
+        for k in (net.param_names if keys is None else keys):
             if name == "fd":
                 bud = hand_only[k] + fd.error[k]
-                check, worst, bad = _compare(pair, k, hand[k], ref[k], bud, _kink_bracket(hand[k], fd, k, hand_only[k]))
+                bracket = _kink_bracket(hand[k], fd, k, hand_only[k])
+                check, worst, bad = _compare(pair, k, hand[k], ref[k], bud, bracket)
             else:
-                bud = against[k]
+                bud, bracket = against[k], None
                 check, worst, bad = _compare(pair, k, hand[k], ref[k], bud)
+            used[name][k] = (bud, bracket)
             report.checks.append(check)
             if worst is None:
                 continue
             report.verdict = "mismatch"
+            label, user_tensor = _user_names(k, worst, conv)
+            if label:
+                check.worst = label
             if any(mm.tensor == k for mm in report.mismatches):
                 continue
             values = {"hand": float(hand[k][worst])}
             values.update({oracle_label(o): float(r[k][worst]) for o, r in refs.items()})
             report.mismatches.append(Mismatch(pair=pair, tensor=k, index=worst, element=_name(k, worst),
                                               values=values, budget=float(bud[worst]), ratio=check.ratio,
-                                              n_bad=int(bad.sum())))
+                                              n_bad=int(bad.sum()), label=label, user_tensor=user_tensor))
+    return used
+
+
+def _user_names(tensor: str, index: tuple[int, ...], conv: Any) -> tuple[str, str]:
+    """The user's name of a gradient element with the article's beside it, and of its tensor
+    (``("dW1[3, 4] (the article's w_54^(1))", "dW1")``); empty strings without conventions."""
+    if conv is None:
+        return "", ""
+    from .conventions import grad_label, user_element_label
+
+    return user_element_label(tensor, index, conv), grad_label(tensor, conv)
 
 
 def _kink_convention(net: Network) -> tuple[str, float, float, float] | None:
@@ -485,6 +605,13 @@ def _name_kink_convention(net: Network, hand: Params, refs: Mapping[str, Params]
         name, k0, d_conv, d_other = conv
         report.notes.insert(0, f"your backward uses {name}'({k0:g}) = {d_other:g}; this suite's convention is "
                                f"{name}'({k0:g}) = {d_conv:g} (a pre-activation sits exactly on the kink)")
+
+
+def _diagnosis_budgets(used: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    """The budgets a diagnosis holds a hypothesis to: those of the comparison, infinite where a
+    kink inside the finite-difference step decided the element (it constrains nothing there)."""
+    return {src: {k: (bud if bracket is None else np.where(bracket, np.inf, bud)) for k, (bud, bracket) in per.items()}
+            for src, per in used.items()}
 
 
 def _kink_bracket(hand: np.ndarray, fd: Any, k: str, hand_budget: np.ndarray) -> np.ndarray:

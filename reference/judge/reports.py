@@ -172,6 +172,11 @@ class Mismatch:
     budget: float
     ratio: float
     n_bad: int
+    label: str = ""
+    """The element in the user's names and layout with the article's beside it
+    (``dW1[3, 4] (the article's w_54^(1))``) when conventions were declared; empty otherwise."""
+    user_tensor: str = ""
+    """The tensor in the user's names (``dW1``, ``grads['weights'][0]``) when ``label`` is set."""
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
@@ -187,9 +192,23 @@ def _num(v: Any) -> str:
 def _mismatch_sentence(d: Mapping[str, Any]) -> str:
     vals = ", ".join(f"{k} = {_num(v)}" for k, v in d["values"].items())
     n, t = d["n_bad"], d["tensor"]
-    return (f"{d['pair']} disagree on dL/d{d['element']} ({code_name(t, d['index'])}): "
+    label = d.get("label") or ""
+    where = label if label else f"dL/d{d['element']} ({code_name(t, d['index'])})"
+    tensor = d.get("user_tensor") or t
+    return (f"{d['pair']} disagree on {where}: "
             f"{vals}; |difference| is {_fmt_ratio(d['ratio'])} x its budget {_fmt_ratio(d['budget'])}"
-            f" ({n} element{'s' if n != 1 else ''} of {t} over budget)")
+            f" ({n} element{'s' if n != 1 else ''} of {tensor} over budget)")
+
+
+def _diagnosis_line(d: Mapping[str, Any]) -> str:
+    """A diagnosis's dict (:meth:`~handgrad.reference.judge.diagnosis.Diagnosis.to_dict`) as one
+    sentence: the likely cause, then its evidence in brackets."""
+    nums = ", ".join(f"{k} {_fmt_evidence(v)}" for k, v in d["evidence"].items())
+    return d["sentence"] + (f" [{nums}]" if nums else "")
+
+
+def _fmt_evidence(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 @dataclass
@@ -211,6 +230,10 @@ class Report:
     call: str = ""
     seed: int | None = None
     masked: int = 0
+    diagnoses: tuple[Any, ...] = ()
+    """The likely causes of a failure (:class:`~handgrad.reference.judge.diagnosis.Diagnosis`),
+    each one a hypothesis that explains it within the budget; empty when none does (nothing is
+    invented) and on every certified case (a diagnosis is only sought after a mismatch)."""
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     """The provider's exception when the verdict is ``error`` (not rendered; the cause of a
     :class:`~handgrad.reference.CertificationError`)."""
@@ -242,7 +265,8 @@ class Report:
         d = {"architecture": self.architecture, "dtype": self.dtype, "m": self.m, "verdict": self.verdict,
              "ok": self.ok, "checks": [c.to_dict() for c in self.checks],
              "mismatches": [mm.to_dict() for mm in self.mismatches], "notes": list(self.notes),
-             "reproduce": self.reproduce, "masked": self.masked}
+             "reproduce": self.reproduce, "masked": self.masked,
+             "diagnoses": [dg.to_dict() for dg in self.diagnoses]}
         return _sealed(d, self.call or self.reproduce, self.seed)
 
     def to_json(self) -> str:
@@ -264,6 +288,7 @@ class Report:
 def _report_text(d: Mapping[str, Any]) -> str:
     lines = [f"{d['verdict'].upper()}: {d['architecture']}, {d['dtype']}, batch m = {d['m']}"]
     lines += ["  error: " + _mismatch_sentence(mm) for mm in d["mismatches"]]
+    lines += ["  likely cause: " + _diagnosis_line(dg) for dg in d.get("diagnoses", [])]
     lines += ["  note: " + n for n in d["notes"]]
     if d["checks"]:
         lines.append(f"  {'tensor':<7}{'pair':<28}{'max abs err':>13}{'max rel err':>13}{'err/budget':>12}")
@@ -283,6 +308,7 @@ def _e(v: float | str) -> str:
 def _report_markdown(d: Mapping[str, Any], level: int, *, full: bool) -> str:
     lines = [_heading(level, f"{d['verdict']}: `{d['architecture']}`, {d['dtype']}, m = {d['m']}"), ""]
     lines += [f"- **error**: {_mismatch_sentence(mm)}" for mm in d["mismatches"]]
+    lines += [f"- **likely cause** ({dg['cause']}): {_diagnosis_line(dg)}" for dg in d.get("diagnoses", [])]
     lines += [f"- note: {n}" for n in d["notes"]]
     if d["checks"]:
         lines += ["", "| tensor | pair | max abs err | max rel err | err / budget | ok |",
