@@ -1,0 +1,147 @@
+r"""Throughput of the default ``certify_backward``: cases decided per second, before and after.
+
+"Before" is the suite at a base commit (default ``c731eb6``, when issue 12 was filed; then a
+top-level ``reference`` package), run from a git worktree in a subprocess with
+``PYTHONPATH=<worktree>`` and this venv's python; "after" is this checkout, in another
+subprocess. Both run in one invocation, one after the other per net (``--rounds`` > 1 repeats the
+pair, so that a drift in the load of a shared machine shows), BLAS pinned to one thread.
+
+Per net and version the worker first runs one *cold* certification (imports, JAX compiles per
+batch bucket, SymPy derivation: reported separately), then ``--reps`` *warm* ones with the same
+seed (the same cases: nothing left to compile). A case is *decided* when it was certified
+(inconclusive and out-of-domain draws are not counted)::
+
+    git worktree add --detach /tmp/base-wt c731eb6
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_throughput.py \
+        --base /tmp/base-wt --reps 3 --json /tmp/bench_throughput.json
+
+The article's net (2-3-3-1 sigmoid, squared error) runs the default settings (30 examples, every
+oracle); 64-128-128-10 runs ``--big-examples`` examples (default 3: before the scale path existed,
+one case there took ~10 s) and is skipped with ``--small-only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "worker"]
+
+NETS = {"article": (2, 3, 3, 1), "big": (64, 128, 128, 10)}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker(version: str, net: str, reps: int, examples: int | None, seed: int) -> dict:
+    """One version's measurements for one net (run inside the subprocess)."""
+    import handgrad as hg
+
+    if version == "before":
+        from reference import certify_backward  # the base commit's top-level package
+    else:
+        from handgrad.reference import certify_backward
+
+    sizes = NETS[net]
+    model = hg.Network(sizes, "sigmoid", "squared_error")
+    kwargs = {} if examples is None else {"examples": examples}
+
+    def one() -> tuple[float, int, int, float]:
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        cert = certify_backward(model.backward, sizes, "sigmoid", "squared_error", seed=seed, **kwargs)
+        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+        return wall, cert.certified, cert.cases, cpu
+
+    cold_wall, cold_decided, _, _ = one()
+    warm = [one() for _ in range(reps)]
+    return {"version": version, "net": "-".join(map(str, sizes)), "examples": examples,
+            "cold_seconds": cold_wall, "cold_decided": cold_decided,
+            "warm_seconds": [w[0] for w in warm], "warm_cpu": [w[3] for w in warm],
+            "decided": [w[1] for w in warm], "cases": [w[2] for w in warm]}
+
+
+def _run(version: str, net: str, reps: int, examples: int | None, seed: int, base: Path) -> dict:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    cwd = str(ROOT)
+    if version == "before":
+        env["PYTHONPATH"] = str(base)
+        cwd = "/tmp"  # so that this checkout's files are not importable as the base's
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", version, "--net", net, "--reps", str(reps),
+           "--seed", str(seed)]
+    if examples is not None:
+        cmd += ["--examples", str(examples)]
+    out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"the {version} worker failed on {net}:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _rate(row: dict) -> list[float]:
+    return [d / s for d, s in zip(row["decided"], row["warm_seconds"], strict=True)]
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| net | version | examples | decided per run | warm s per run (median) | cases decided / s "
+             "(median, all) | ms per case | cold first run (s) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        rates = _rate(r)
+        med = statistics.median(r["warm_seconds"])
+        decided = statistics.median(r["decided"])
+        lines.append(f"| {r['net']} | {r['version']} | {r['examples'] or 30} | {decided:g} | {med:.3f} | "
+                     f"{statistics.median(rates):.1f} ({', '.join(f'{x:.1f}' for x in rates)}) | "
+                     f"{1000 * med / max(decided, 1):.1f} | {r['cold_seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+def _ratios(rows: list[dict]) -> str:
+    out = []
+    for net in sorted({r["net"] for r in rows}):
+        by = {r["version"]: r for r in rows if r["net"] == net}
+        if {"before", "after"} <= set(by):
+            b, a = statistics.median(_rate(by["before"])), statistics.median(_rate(by["after"]))
+            out.append(f"- {net}: {a:.1f} vs {b:.1f} cases decided per second: **{a / b:.2f}x**")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--worker", choices=("before", "after"))
+    p.add_argument("--net", choices=tuple(NETS), default="article")
+    p.add_argument("--base", type=Path, default=Path("/tmp/base-wt"), help="worktree of the base commit")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--examples", type=int, default=None)
+    p.add_argument("--big-examples", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=1, help="before/after pairs per net")
+    p.add_argument("--small-only", action="store_true")
+    p.add_argument("--after-only", action="store_true")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.net, args.reps, args.examples, args.seed)))
+        return 0
+    if not args.after_only and not (args.base / "reference" / "certify.py").exists():
+        raise SystemExit(f"--base {args.base} is not a worktree of the base commit "
+                         "(git worktree add --detach /tmp/base-wt c731eb6)")
+    rows = []
+    nets = [("article", None)] + ([] if args.small_only else [("big", args.big_examples)])
+    versions = ("after",) if args.after_only else ("before", "after")
+    for net, examples in nets:
+        for version in [v for _ in range(args.rounds) for v in versions]:
+            print(f"{net} {version} ...", file=sys.stderr, flush=True)
+            rows.append(_run(version, net, args.reps, examples, args.seed, args.base))
+    print(_table(rows))
+    print()
+    print(_ratios(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
