@@ -96,6 +96,20 @@ def test_one_output_does_not_name_the_output_width():
     assert "n_L" not in found[0].sentence
 
 
+def test_one_sample_does_not_name_the_batch_size():
+    # m = 1: m n_L is n_L and 2 m is 2; the factor is named by what it can mean.
+    net = hg.Network((2, 3, 2), ["tanh", "identity"], "squared_error")
+    rng = np.random.default_rng(5)
+    params = net.init(rng, bias_scale=0.5)
+    X, Y = rng.standard_normal((2, 1)), rng.standard_normal((2, 1))
+    refs = get_jax_oracle(net).grads(params, X, Y)
+    budgets = error_budget(net, params, X, Y).against(np.float64)
+    hand = {k: 2 * v for k, v in net.backward(params, X, Y).items()}
+    found = diagnose(hand, refs, budgets, params=params, X=X, Y=Y, loss="squared_error")
+    assert causes(found) == ["factor"] and "exactly n_L (the output width) = 2 times" in found[0].sentence
+    assert "m n_L" not in found[0].sentence and "2 m" not in found[0].sentence
+
+
 def test_a_factor_outside_the_set_or_slightly_off_is_not_diagnosed(case):
     g = case[4]
     assert "factor" not in causes(run(case, with_(g, B2=3.0 * g["B2"])))

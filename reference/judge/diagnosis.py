@@ -39,6 +39,7 @@ hypothesis explains gets none (nothing is invented).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -252,8 +253,12 @@ def _factor_candidates(c: _Case) -> list[tuple[Fraction, str, str]]:
          "the mean over the batch and the outputs (PyTorch's MSELoss): declare reduction='mean_all'"
          if conv.reduction == "mean" else "a mean over both where another reduction is declared"),
     ]
-    if n == 1:  # one output: n_L, 1/n_L, m n_L and 1/(m n_L) are 1, 1, m and 1/m under other names
+    # One output (one sample): the candidates naming n_L (m) are 1 or others under another name;
+    # offering them would read as a second cause ("n_L = m n_L = 3").
+    if n == 1:
         cands = [c for c in cands if c[1] is None or "n_L" not in c[1]]
+    if m == 1:
+        cands = [c for c in cands if c[1] is None or not re.search(rf"\b{b}\b", c[1])]
     grouped: dict[Fraction, list[tuple[str | None, str]]] = {}
     for value, symbol, meaning in cands:
         if value != 1:
