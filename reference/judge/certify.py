@@ -423,12 +423,13 @@ class _Runner:
     def _referee(self, net: hg.Network, params: hg.Params, X: np.ndarray, Y: np.ndarray, spec: CaseSpec) -> Report:
         """The elementwise referee, or above :data:`~handgrad.reference.judge.scale.SCALE_MIN_PARAMS`
         parameters (with JAX and finite differences among the oracles) the scale path, whose
-        guarantee per element is written in docs/tolerances.md section 7."""
+        guarantee per element is written in docs/tolerances.md section 7. Both call the backward
+        the same way (the referee's call phase: twice, ``np.random`` seeded, in-place changes noted)."""
         from .scale import SCALE_MIN_PARAMS, scale_referee
 
         if net.n_params > SCALE_MIN_PARAMS and {"jax", "fd"} <= set(self.oracles):
             return scale_referee(net, params, X, Y, self.backward, policy=self.policy, seed=spec.numpy_seed,
-                                 reproduce=spec.reproduce(self.dt))
+                                 reproduce=spec.reproduce(self.dt), nondeterminism_tolerance=self.tol)
         return referee(net, params, X, Y, self.backward, oracles=self.oracles, policy=self.policy,
                        reproduce=spec.reproduce(self.dt), seed=spec.numpy_seed, nondeterminism_tolerance=self.tol)
 

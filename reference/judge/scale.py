@@ -35,7 +35,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -55,7 +54,7 @@ from ..oracles.directional import (
     sample_elements,
     tensor_directions,
 )
-from .referee import GradsStructureError, check_grads_structure
+from .referee import _provider_grads
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, TolerancePolicy, error_budget
 
@@ -227,13 +226,6 @@ def _directional_checks(pair: _Pair, fd_label: str, dirs: Sequence[Direction], v
     return checks, failing
 
 
-def _call(grads: Mapping[str, np.ndarray] | Backward, params: Mapping[str, np.ndarray], X: np.ndarray,
-          Y: np.ndarray) -> Any:
-    if callable(grads):
-        return grads({k: v.copy() for k, v in params.items()}, X.copy(), Y.copy())
-    return grads
-
-
 def scale_referee(
     net: Network,
     params: Mapping[str, np.ndarray],
@@ -246,40 +238,42 @@ def scale_referee(
     n_random: int = 2,
     reproduce: str = "",
     timings: dict[str, float] | None = None,
+    nondeterminism_tolerance: float = 0.0,
 ) -> Report:
     r"""Referee one case of a large network: hand vs JAX on every element, hand vs finite
     differences elementwise on a covering sample and along directions (module docstring).
 
     Args:
       net, params, X, Y: the case, as for :func:`~handgrad.reference.judge.referee.referee`.
-      grads: the hand gradients (dict ``W1, B1, ...``) or ``backward(params, X, Y)``.
+      grads: the hand gradients (dict ``W1, B1, ...``) or ``backward(params, X, Y)``, called as the
+        referee calls it (its call phase, ``referee._provider_grads``): twice on fresh copies,
+        ``np.random`` seeded from ``seed`` for each call, the two results compared
+        (``nondeterminism_tolerance``), arguments modified in place noted, malformed output an
+        ``error`` in words.
       policy: the constants of the error budget.
-      seed: seeds the directions' weights and the elementwise sample.
+      seed: seeds the directions' weights and the elementwise sample, and ``np.random`` while a
+        backward function runs (as :func:`~handgrad.reference.judge.referee.referee` does).
       n_random: random directions over every parameter.
       reproduce: a one-line recipe printed in the report.
       timings: if given, filled with seconds per phase (``budget``, ``jax``, ``fd``, ``compare``).
+      nondeterminism_tolerance: how far the two calls of a backward function may differ
+        (relative; 0: bitwise equal), as for the referee.
 
     Returns:
       a :class:`~handgrad.reference.judge.reports.Report`; its notes state the coverage.
     """
     check_positive_int("n_random", n_random, minimum=0)
+    if not (isinstance(nondeterminism_tolerance, int | float) and nondeterminism_tolerance >= 0):
+        raise ValueError(f"nondeterminism_tolerance must be a number >= 0, got {nondeterminism_tolerance!r}")
     dtype = net.check_params(params)
     net.check_batch(params, X, Y)
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce, seed=seed)
     clock = time.perf_counter
     lap: dict[str, float] = timings if timings is not None else {}
 
-    try:
-        out = _call(grads, params, X, Y)
-    except Exception as exc:  # the provider's own failure is a finding, not a crash
-        report.verdict = "error"
-        report.notes.append(f"backward raised {type(exc).__name__}: {exc}")
-        return report
-    try:
-        hand = check_grads_structure(net, out, dtype)
-    except GradsStructureError as exc:
-        report.verdict = "error"
-        report.notes.append(str(exc))
+    # The referee's call phase, so the scale path checks what the referee checks.
+    hand = _provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance)
+    if hand is None:
         return report
 
     t0 = clock()
