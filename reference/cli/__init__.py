@@ -78,17 +78,25 @@ __all__ = [
 _CERTIFY_EPILOG = """\
 examples:
   handgrad certify
-      every registered activation and loss, each on a small pool of architectures,
-      6 cases per architecture; writes handgrad-report.md/.json/.png here
+      every registered activation and loss, each on a small pool of architectures: the traps
+      (batch sizes, duplicated samples, zeros, kinks...) and 4 drawn cases per architecture;
+      writes handgrad-report.md/.json/.png here
   handgrad certify --activations relu,gelu --examples 20 --dtype float32
   handgrad certify --losses bce --report-dir build/reports
   handgrad certify --backward mybackprop:backward --arch 2-3-3-1 --activation sigmoid --loss squared_error
       your own backward(params, X, Y) -> grads, imported from ./mybackprop.py
   handgrad certify --backward mybackprop:backward --arch 4-8-8-2 --activation tanh,tanh,identity --vary-shapes
+  handgrad certify --backward cs231n:loss --arch 4-10-3 --activation relu,softmax --loss cross_entropy
+                   --layout rows --names W1/b1 --labels integer --l2 0.05
+      a CS231n-style net in its own conventions: X (N, D), W1 (D, H), b1 (H,), integer labels,
+      reg * sum W^2 in the loss; loss(params, X, y) may return (loss, grads)
+  handgrad certify --backward mynet:model --arch 2-3-1 --activation sigmoid --method backward
+      a model object with a params dict and backward(X, Y)
 
 your backward: params is a dict W1, B1, W2, ... (W<l> of shape (n_l, n_{l-1}), B<l> of shape
 (n_l, 1)); X has shape (n0, m), samples as columns; Y has shape (nL, m). It returns a dict with
 the same keys and shapes: the gradients of the MEAN over the batch of the per-sample loss.
+Written otherwise? Declare it: --layout, --names, --labels, --reduction, --half, --l2 (below).
 
 limits: --jobs is capped to the usable cores; more than 100,000 cases in all needs --long.
 
