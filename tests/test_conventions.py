@@ -1,6 +1,6 @@
 """Users' conventions: exact translation both ways, messages in the user's names and shapes, the
-declared loss, and the worked examples of docs/users-code.md (each certified, and a wrong variant
-refused with its diagnosis)."""
+declared loss, and the worked examples behind docs/certify-your-backward.md (each certified, and a
+wrong variant refused with its diagnosis)."""
 
 from __future__ import annotations
 
@@ -322,9 +322,9 @@ def test_registered_loss_leaves_the_registry_as_it_was():
 
 
 # =============================================================================================
-# Worked examples (docs/users-code.md): the user's code as written, certified on drawn cases in the
-# article's conventions through wrap_backward and the public referee; a wrong variant refused and
-# diagnosed.
+# Worked examples (docs/certify-your-backward.md, docs/examples/): the user's code as written,
+# certified on drawn cases in the article's conventions through wrap_backward and the public
+# referee; a wrong variant refused and diagnosed.
 # =============================================================================================
 
 def _cases(net, seeds, *, ms=(1, 2, 5), onehot=False, binary=False):

@@ -35,8 +35,9 @@ gradients after the fact. ``half`` (:math:`\tfrac12(\hat y - y)^2`) and ``reduct
 declared loss is a :class:`handgrad.Loss` whose definition is the scaled one and the oracles need no
 change. ``reduction="sum"`` and ``l2`` are not per-sample: :class:`DeclaredLoss` carries them
 (``reduction``, :meth:`DeclaredLoss.penalty` written once against an ``Ops`` namespace, like every
-shared definition) for the oracles to read; until they do, :func:`check_oracles_support` refuses
-them with a sentence rather than certifying against the wrong loss.
+shared definition) for the oracles and the budget to read; each says it does with
+``FOLLOWS_DECLARED_LOSS = True``, and :func:`check_oracles_support` refuses such a loss with a
+sentence for any that does not, rather than certifying against the wrong loss.
 """
 
 from __future__ import annotations
@@ -822,7 +823,7 @@ def check_oracles_support(loss: hg.Loss, oracles: Sequence[str] = ("sympy", "jax
 
     Every oracle reads ``definition``, so ``half`` and ``mean_all`` are always differentiated. The
     batch ``reduction`` and the L2 ``penalty`` are followed by a module that says so with
-    ``FOLLOWS_DECLARED_LOSS = True`` (the change is listed in ``docs/users-code.md``); until every
+    ``FOLLOWS_DECLARED_LOSS = True`` (what each does is listed in ``docs/users-code.md``); until every
     one in use does, such a loss is refused rather than certified against the wrong objective.
     """
     if not isinstance(loss, DeclaredLoss):
