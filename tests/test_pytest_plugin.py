@@ -50,6 +50,7 @@ def test_a_failing_certificate_shows_the_report_not_the_suites_source(user_run):
     assert "reproduce: handgrad.reference.build_case(" in out
     assert "FAILED test_user.py::test_my_backward - NOT CERTIFIED: my_backward" in out  # the summary line
     assert "w_" in out or "b_1^(2)" in out  # the element in the article's notation
+    assert "likely cause: dB2 is exactly m = " in out  # the diagnosis, in the report pytest shows
     assert "def certify_backward" not in out and "@settings" not in out  # no library source
     failure = out[out.index("___ test_my_backward ___"):out.index("short test summary")]
     assert len(failure.splitlines()) < 40, failure
