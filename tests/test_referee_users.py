@@ -288,3 +288,18 @@ def test_no_bias_end_to_end_through_certify_backward():
         certify_backward(lambda p, X, Y: nobias_backward(p, X, Y, "tanh'"), (3, 4, 2), ["tanh", "identity"],
                          "squared_error", conventions=NOBIAS, examples=6)
     assert "likely cause: dW2 is right; every tensor of layer 1 is wrong" in str(info.value)
+
+
+def test_a_nondeterministic_backward_is_named_in_the_users_terms():
+    params, X, Y = _case(ROWS_NET, 3, 5, onehot=True)
+
+    def jittery(p, X, y):  # np.random is seeded differently for the two calls
+        value, grads = rows_loss(p, X, y)
+        grads["W2"] = grads["W2"] + 1e-12 * np.random.standard_normal(grads["W2"].shape)
+        return value, grads
+
+    r = referee(ROWS_NET, params, X, Y, wrap_backward(jittery, ROWS, ROWS_NET), oracles=ORACLES, seed=1)
+    assert r.verdict == "error"
+    assert r.notes[0].startswith("nondeterministic backward: two calls on the same input differ at "
+                                 "dW2[0, 0] (the article's w_11^(2)): first call ")
+    assert r.mismatches[0].label == "dW2[0, 0] (the article's w_11^(2))"
