@@ -11,7 +11,8 @@ Sources. ``hand`` is the provider under test (handgrad's backward, or a user's
 
 Procedure (shape before values, forward before backward); :func:`referee` runs one helper per step:
 
-1. The case (params, X, Y) is validated once; the oracles receive it unchecked.
+1. The case (params, X, Y) is validated once; the oracles receive it unchecked. Layers the user's
+   conventions declare without a bias get B = 0 (the declared model) and are not asked for.
 2. The provider's output is checked for type, keys, shapes and dtype; a wrong shape or a missing
    key is reported in words, never as a numpy traceback (:func:`check_grads_structure`).
 3. The error budget of every element is derived (:mod:`handgrad.reference.judge.tolerance`; the
@@ -28,6 +29,14 @@ Procedure (shape before values, forward before backward); :func:`referee` runs o
    finite-difference error estimate for finite differences. Where the finite-difference
    perturbation crossed a kink, the hand value must equal the left one-sided quotient (the kink
    convention) or lie between the two one-sided quotients (a kink inside the step).
+7. Only after a mismatch: the likely causes that explain it within the same budgets
+   (:func:`~handgrad.reference.judge.diagnosis.diagnose`), ``Report.diagnoses``; and, in the
+   user's conventions, the case as their code received it.
+
+Conventions. Given (``conventions=``) or carried by a
+:func:`~handgrad.reference.judge.conventions.wrap_backward` function, they make every message
+speak the user's names and layout with the article's beside it (``dW1[3, 4] (the article's
+w_54^(1))``); without them the article's notation is used (``dL/dw_54^(1) (W1[4, 3])``).
 
 Verdicts: ``certified`` (``ok``), ``mismatch`` (a bug: the report names the pair, the tensor, the
 element in article notation, every source's value), ``inconclusive`` and ``error`` (the provider
