@@ -527,8 +527,9 @@ def diagnose_case(net: Network, params: Params, X: np.ndarray, Y: np.ndarray,
     """Compute the references and budgets of one case and :func:`diagnose` it (article layout).
 
     ``grads`` is the hand gradient dict or ``backward(params, X, Y)`` (e.g. from
-    :func:`~handgrad.reference.judge.conventions.wrap_backward`). The referee will call
-    :func:`diagnose` itself with what it already has; this is for notebooks and tests.
+    :func:`~handgrad.reference.judge.conventions.wrap_backward`). The referee calls
+    :func:`diagnose` itself after a mismatch with what it already has (``Report.diagnoses``); this
+    is for notebooks and tests.
     """
     from .tolerance import DEFAULT_POLICY, error_budget
 
