@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -85,11 +86,11 @@ undecided."""
 
 def certify_backward(
     backward: Backward,
-    sizes: Sequence[int],
-    activations: str | hg.Activation | Sequence[str | hg.Activation] = "sigmoid",
-    loss: str | hg.Loss = "squared_error",
+    sizes: Sequence[int] | hg.Network,
+    activations: str | hg.Activation | Sequence[str | hg.Activation] | None = None,
+    loss: str | hg.Loss | None = None,
     *,
-    fuse: bool = True,
+    fuse: bool | None = None,
     dtype: str | type = "float64",
     examples: int = 30,
     min_batch: int = 1,
@@ -125,7 +126,14 @@ def certify_backward(
         ``(n_l, n_{l-1})``, ``B{l}`` shape ``(n_l, 1)``), ``X`` has shape ``(n0, m)``, ``Y`` shape
         ``(nL, m)``; it returns a dict with the same keys and shapes: the gradients of the mean loss.
         It is called twice per case on fresh copies, ``np.random`` seeded from the case seed.
-      sizes, activations, loss, fuse: the architecture, as for :class:`handgrad.Network`.
+      sizes, activations, loss, fuse: the architecture, as for :class:`handgrad.Network`
+        (defaults ``"sigmoid"``, ``"squared_error"``, ``fuse=True``); or ``sizes`` a
+        :class:`handgrad.Network`, whose activations, loss and fuse are then taken (and not given
+        again): ``certify_backward(net.backward, net)``. An :class:`~handgrad.Activation` or
+        :class:`~handgrad.Loss` object that is not registered is certified as given: it is
+        registered for the duration of the call (the case design names activations and losses)
+        and unregistered after, also when the call fails; a *different* object registered under
+        the same name is a ``ValueError``.
       dtype: ``"float64"`` or ``"float32"`` (the budget is derived for it).
       examples: how many random cases hypothesis draws (derandomized by ``seed``), beyond the traps.
       min_batch, max_batch: the batch sizes m drawn (traps outside the range are left out).
@@ -160,12 +168,18 @@ def certify_backward(
     Warns:
       LongRunWarning: the run is estimated above a minute and ``expect_long`` is False.
     """
+    sizes, activations, loss, fuse = _architecture_arguments(sizes, activations, loss, fuse)
+    options = dict(fuse=fuse, dtype=dtype, examples=examples, min_batch=min_batch, max_batch=max_batch,
+                   vary_shapes=vary_shapes, max_width=max_width, scales=scales, labels=labels, oracles=oracles,
+                   seed=seed, policy=policy, quorum=quorum, nondeterminism_tolerance=nondeterminism_tolerance,
+                   raise_on_failure=raise_on_failure, progress=progress, subject=subject, expect_long=expect_long)
+    unregistered = _unregistered(activations, loss)
+    if unregistered:
+        with _registered_for_the_call(unregistered):
+            return certify_backward(backward, sizes, activations, loss, conventions=conventions, method=method,
+                                    **options)
     if conventions is not None:
-        return _certify_in_conventions(backward, sizes, activations, loss, conventions, method, dict(
-            fuse=fuse, dtype=dtype, examples=examples, min_batch=min_batch, max_batch=max_batch,
-            vary_shapes=vary_shapes, max_width=max_width, scales=scales, labels=labels, oracles=oracles,
-            seed=seed, policy=policy, quorum=quorum, nondeterminism_tolerance=nondeterminism_tolerance,
-            raise_on_failure=raise_on_failure, progress=progress, subject=subject, expect_long=expect_long))
+        return _certify_in_conventions(backward, sizes, activations, loss, conventions, method, options)
     if not callable(backward):
         raise TypeError(f"backward must be callable as backward(params, X, Y), got {type(backward).__name__}")
     oracles = check_oracles(oracles)
@@ -237,6 +251,61 @@ def _certify_in_conventions(backward: Any, sizes: Sequence[int], activations: An
         wrapped = wrap_backward(backward, conventions, net, method=method)
         subject = options.pop("subject") or getattr(backward, "__qualname__", None) or type(backward).__name__
         return certify_backward(wrapped, sizes, activations, decl, subject=subject, **options)
+
+
+def _architecture_arguments(sizes: Any, activations: Any, loss: Any,
+                            fuse: bool | None) -> tuple[tuple[int, ...] | Any, Any, Any, bool]:
+    """``(sizes, activations, loss, fuse)`` with the defaults filled in, or read from a
+    :class:`handgrad.Network` given as ``sizes`` (then none of the others may be given)."""
+    if isinstance(sizes, hg.Network):
+        given = [n for n, v in (("activations", activations), ("loss", loss), ("fuse", fuse)) if v is not None]
+        if given:
+            raise ValueError(f"sizes is a handgrad.Network, which already fixes its activations, loss and fuse; "
+                             f"do not give {' and '.join(given)} as well")
+        return tuple(sizes.sizes), list(sizes.activations), sizes.loss, sizes.fuse
+    return (sizes, "sigmoid" if activations is None else activations,
+            "squared_error" if loss is None else loss, True if fuse is None else fuse)
+
+
+def _unregistered(activations: Any, loss: Any) -> list[hg.Activation | hg.Loss]:
+    """The Activation and Loss objects among the arguments that are not registered under their
+    name (each once); a different object registered under the same name is a ``ValueError``."""
+    acts = [activations] if isinstance(activations, str | hg.Activation) else list(activations)
+    found: list[hg.Activation | hg.Loss] = []
+    for obj, names, get, kind in ([(a, hg.activation_names, hg.get_activation, "activation") for a in acts]
+                                  + [(loss, hg.loss_names, hg.get_loss, "loss")]):
+        if isinstance(obj, str) or any(obj is f for f in found):
+            continue
+        if not isinstance(obj, hg.Activation | hg.Loss):
+            continue  # the architecture's own validation names the argument
+        if obj.name in names():
+            if get(obj.name) is not obj:
+                raise ValueError(f"another {kind} named {obj.name!r} is registered; give the registered one, "
+                                 f"its name, or your {kind} under another name")
+            continue
+        found.append(obj)
+    return found
+
+
+@contextmanager
+def _registered_for_the_call(objects: Sequence[hg.Activation | hg.Loss]) -> Iterator[None]:
+    """Register ``objects`` (activations and losses) for a ``with`` block, unregister them after
+    (also on an exception), leaving the registries as they were."""
+    done: list[hg.Activation | hg.Loss] = []
+    try:
+        for obj in objects:
+            if isinstance(obj, hg.Activation):
+                hg.register_activation(obj)
+            else:
+                hg.register_loss(obj)
+            done.append(obj)
+        yield
+    finally:
+        for obj in reversed(done):
+            if isinstance(obj, hg.Activation):
+                hg.unregister_activation(obj.name)
+            else:
+                hg.unregister_loss(obj.name)
 
 
 def _run_estimate(arch: Architecture, traps: Sequence[CaseSpec], examples: int, min_batch: int, max_batch: int,
@@ -461,6 +530,4 @@ def _architectures(arch: Architecture, max_width: int | None) -> Any:
 
 def certify_network(net: hg.Network, **kwargs: Any) -> Certificate:
     """Certify handgrad's own backward for ``net``'s architecture (``net.backward``)."""
-    acts = [a.name for a in net.activations]
-    return certify_backward(net.backward, net.sizes, acts, net.loss.name, fuse=net.fuse,
-                            subject=kwargs.pop("subject", "handgrad backward"), **kwargs)
+    return certify_backward(net.backward, net, subject=kwargs.pop("subject", "handgrad backward"), **kwargs)
