@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -358,13 +359,26 @@ class SympyOracle:
             self._sympy_cache["grads"] = out
         return self._sympy_cache["grads"]
 
-    def _offset(self, name: str) -> int:
-        off = 0
-        for k, shape in self._net.param_shapes.items():
-            if k == name:
-                return off
+    @cached_property
+    def _shapes(self) -> dict[str, tuple[int, int]]:
+        """``net.param_shapes``, computed once (the network's property builds it on every access)."""
+        return dict(self._net.param_shapes)
+
+    @cached_property
+    def _offsets(self) -> dict[str, int]:
+        """Where each tensor starts in the flat parameter vector (computed once: the referee asks
+        for every tensor of every case)."""
+        out, off = {}, 0
+        for k, shape in self._shapes.items():
+            out[k] = off
             off += shape[0] * shape[1]
-        raise AssertionError(name)
+        return out
+
+    def _offset(self, name: str) -> int:
+        off = self._offsets.get(name)
+        if off is None:
+            raise AssertionError(name)
+        return off
 
     def _flat_index(self, name: str, i: int, j: int) -> int:
         shapes = self._net.param_shapes
@@ -508,7 +522,7 @@ class SympyOracle:
 
     def _unflatten(self, flat: np.ndarray) -> Params:
         out: Params = {}
-        for name, shape in self._net.param_shapes.items():
+        for name, shape in self._shapes.items():
             off = self._offset(name)
             g = np.array(flat[off:off + shape[0] * shape[1]], dtype=np.float64).reshape(shape)
             bad = np.argwhere(~np.isfinite(g))
