@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -79,26 +79,33 @@ class Block:
     rows: tuple[tuple[str, ...], ...] = ()
 
 
-def _md(blocks: Sequence[Block]) -> str:
+def _render_blocks(blocks: Sequence[Block], renderers: Mapping[str, Callable[[Block], list[str]]]) -> str:
+    """A page from its blocks: each block's lines by the renderer of its kind, then a blank line."""
     lines: list[str] = []
     for b in blocks:
-        if b.kind == "comment":
-            lines.append(f"<!-- {b.text} -->")
-        elif b.kind == "h1":
-            lines.append(f"# {b.text}")
-        elif b.kind == "h2":
-            lines.append(f"## {b.text}")
-        elif b.kind == "p":
-            lines.append(b.text)
-        elif b.kind == "math":
-            lines += ["$$", b.text, "$$"]
-        elif b.kind == "table":
-            head, *body = b.rows
-            lines.append("| " + " | ".join(head) + " |")
-            lines.append("|" + "---|" * len(head))
-            lines += ["| " + " | ".join(r) + " |" for r in body]
+        lines += renderers[b.kind](b)
         lines.append("")
     return "\n".join(lines)
+
+
+def _md_table(b: Block) -> list[str]:
+    head, *body = b.rows
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in body)]
+
+
+_MD_RENDERERS: dict[str, Callable[[Block], list[str]]] = {
+    "comment": lambda b: [f"<!-- {b.text} -->"],
+    "h1": lambda b: [f"# {b.text}"],
+    "h2": lambda b: [f"## {b.text}"],
+    "p": lambda b: [b.text],
+    "math": lambda b: ["$$", b.text, "$$"],
+    "table": _md_table,
+}
+"""Markdown, per block kind (math in ``$$`` blocks, which GitHub renders)."""
+
+
+def _md(blocks: Sequence[Block]) -> str:
+    return _render_blocks(blocks, _MD_RENDERERS)
 
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -131,28 +138,26 @@ def _tex_inline(text: str) -> str:
     return "".join(out)
 
 
+def _tex_table(b: Block) -> list[str]:
+    head, *body = b.rows
+    return [r"\begin{tabular}{p{0.08\linewidth}p{0.55\linewidth}p{0.3\linewidth}}",
+            *(" & ".join(_tex_inline(c) for c in r) + r" \\" for r in (head, *body)), r"\end{tabular}"]
+
+
+_TEX_RENDERERS: dict[str, Callable[[Block], list[str]]] = {
+    "comment": lambda b: [f"% {b.text}",
+                          "% Needs amsmath and amssymb; \\input it inside a document (xeCJK or ctex for Chinese)."],
+    "h1": lambda b: [r"\section*{" + _tex_inline(b.text) + "}"],
+    "h2": lambda b: [r"\subsection*{" + _tex_inline(b.text) + "}"],
+    "p": lambda b: [_tex_inline(b.text)],
+    "math": lambda b: [r"\begin{equation*}", break_formula(b.text, TEX_WIDTH), r"\end{equation*}"],
+    "table": _tex_table,
+}
+"""LaTeX, per block kind (a fragment to ``\\input``; long formulas broken by :func:`break_formula`)."""
+
+
 def _tex(blocks: Sequence[Block]) -> str:
-    lines: list[str] = []
-    for b in blocks:
-        if b.kind == "comment":
-            lines.append(f"% {b.text}")
-            lines.append("% Needs amsmath and amssymb; \\input it inside a document (xeCJK or ctex for Chinese).")
-        elif b.kind == "h1":
-            lines.append(r"\section*{" + _tex_inline(b.text) + "}")
-        elif b.kind == "h2":
-            lines.append(r"\subsection*{" + _tex_inline(b.text) + "}")
-        elif b.kind == "p":
-            lines.append(_tex_inline(b.text))
-        elif b.kind == "math":
-            lines += [r"\begin{equation*}", break_formula(b.text, TEX_WIDTH), r"\end{equation*}"]
-        elif b.kind == "table":
-            head, *body = b.rows
-            lines.append(r"\begin{tabular}{p{0.08\linewidth}p{0.55\linewidth}p{0.3\linewidth}}")
-            for r in (head, *body):
-                lines.append(" & ".join(_tex_inline(c) for c in r) + r" \\")
-            lines.append(r"\end{tabular}")
-        lines.append("")
-    return "\n".join(lines)
+    return _render_blocks(blocks, _TEX_RENDERERS)
 
 
 # ---------------------------------------------------------------------------------------------
