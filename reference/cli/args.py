@@ -204,34 +204,29 @@ def is_model(obj: object) -> bool:
     return any(isinstance(getattr(obj, a, None), Mapping) for a in PARAMS_ATTRS)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _argument_type(convert: Callable[[str], Any], accept: Callable[[Any], bool], expected: str, *,
+                   unparsed: str | None = None, name: str = "value") -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert(text)``, refused unless ``accept`` takes it, with one sentence
+    ("expected {expected}, got '...'"; ``unparsed`` instead when ``convert`` itself fails)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {unparsed or expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}")
-    return v
-
-
-def _rate(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return v
+_positive_int = _argument_type(int, lambda v: v >= 1, "a positive integer", name="positive_int")
+_seed = _argument_type(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)",
+                       unparsed="a non-negative integer", name="seed")
+_rate = _argument_type(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0",
+                       unparsed="a number", name="rate")
 
 
 def _network(args: argparse.Namespace, *, fuse: bool = True) -> hg.Network:

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import handgrad as hg
 
-from .args import UsageError
+from .args import UsageError, _argument_type
 
 __all__ = ["DEFAULT_QUORUM", "Declared", "add_declaration_arguments", "declared_from_args"]
 
@@ -130,24 +130,11 @@ def _json_value(v: Any) -> Any:
 # The options
 # ---------------------------------------------------------------------------------------------
 
-def _quorum(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}") from None
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1] (of --examples to be decided), got {text!r}")
-    return v
-
-
-def _tolerance(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 (0: two calls bitwise equal), got {text!r}")
-    return v
+_quorum = _argument_type(float, lambda v: 0 < v <= 1, "a fraction in (0, 1] (of --examples to be decided)",
+                         unparsed="a fraction in (0, 1]", name="quorum")
+_tolerance = _argument_type(float, lambda v: math.isfinite(v) and v >= 0,
+                            "a finite number >= 0 (0: two calls bitwise equal)", unparsed="a number >= 0",
+                            name="tolerance")
 
 
 def add_declaration_arguments(parser: argparse.ArgumentParser) -> None:
