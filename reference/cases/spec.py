@@ -22,7 +22,10 @@ spec building the same arrays: ``labels`` (a label family, :data:`LABEL_KINDS`; 
 the historical mix), ``x_scale`` (X drawn as :math:`\mathcal N(0, x\_scale^2)`), ``x_zeros``
 (about a quarter of X set to exact zeros), ``duplicate`` (the last sample a copy of the first),
 ``dyadic`` (first layer and X small multiples of 1/4, the first-layer biases chosen so that every
-unit sits exactly on its activation's kink for one sample: exact in any binary dtype), ``rescale``
+unit sits exactly on its activation's kink for one sample: exact in any binary dtype),
+``kink_layer`` (l >= 2: one unit of layer l exactly on its kink, the forward below it exact and
+off every kink, :func:`_kink_in_layer`; left out of the repr while 0, so older specs keep their
+recipes and their ``numpy_seed``), ``rescale``
 (each layer's W and B scaled down so that :math:`|z| \le` :data:`Z_SAFE`, and the output layer of
 an unfused probability loss so that predictions keep away from 0 and 1: saturating draws are
 brought *into* the oracles' domain instead of rejected) and ``trap`` (the name of the explicit
@@ -91,6 +94,13 @@ class CaseSpec(NamedTuple):
     dyadic: bool = False
     rescale: bool = False
     trap: str = ""
+    kink_layer: int = 0
+
+    def __repr__(self) -> str:
+        """The NamedTuple repr, without ``kink_layer`` while it is 0 (older specs' recipes and
+        :attr:`numpy_seed` stay what they were)."""
+        fields = self._fields if self.kink_layer else self._fields[:-1]
+        return f"CaseSpec({', '.join(f'{f}={getattr(self, f)!r}' for f in fields)})"
 
     @property
     def architecture(self) -> Architecture:
@@ -149,10 +159,88 @@ def _dyadic_first_layer(net: Network, params: Params, X: np.ndarray, rng: np.ran
     W = rng.integers(-4, 5, net.param_shapes["W1"]) / 4.0
     X = rng.integers(-4, 5, X.shape) / 4.0
     m = X.shape[1]
+    X = _distinct_columns(X, rng)
+    for i in range(W.shape[0]):
+        W[i] = _untied_row(W[i], X, i % m, rng, 4)
     z = W @ X
     k = float(kinks[0]) if kinks else 0.0
     B = np.array([[k - z[i, i % m]] for i in range(W.shape[0])])
     params["W1"], params["B1"] = W, B
+    return X
+
+
+_TRIES = 64
+
+
+def _distinct_columns(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Redraw (multiples of 1/4) the columns of X that repeat an earlier one, so that no two
+    samples put a unit on its kink together (a repeat is left after :data:`_TRIES` redraws: too
+    few distinct columns exist). Nothing is drawn when no column repeats."""
+    for s in range(1, X.shape[1]):
+        for _ in range(_TRIES):
+            if not any(np.array_equal(X[:, s], X[:, t]) for t in range(s)):
+                break
+            X[:, s] = rng.integers(-4, 5, X.shape[0]) / 4.0
+    return X
+
+
+def _untied_row(w: np.ndarray, a: np.ndarray, target: int, rng: np.random.Generator, high: int) -> np.ndarray:
+    r"""A weight row (multiples of 1/4 in [-high/4, high/4]) whose product with ``a`` at sample
+    ``target`` differs from every other sample's: the bias that puts the unit on its kink for
+    ``target`` then leaves it off the kink everywhere else. Why: a perturbation that moves one unit
+    across its kink in two samples at once can have a convention derivative outside both one-sided
+    quotients (the two samples may sit on opposite sides), so the finite-difference witness would
+    refuse a correct backward. ``w`` is returned unchanged (nothing drawn) when it has no tie."""
+    for _ in range(_TRIES):
+        p = w @ a
+        if np.sum(p == p[target]) == 1:
+            break
+        w = rng.integers(-high, high + 1, w.shape) / 4.0
+    return w
+
+
+def _kink_in_layer(net: Network, params: Params, X: np.ndarray, layer: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    r"""The deep-kink family (``kink_layer``, issue 10 item 4): exactly one pre-activation of layer
+    ``layer`` (>= 2) exactly on its activation's kink, computed exactly in float32 and float64;
+    no other unit of the case on a kink.
+
+    Below it, X and the weights are small multiples of 1/4 (``W`` in [-1/2, 1/2] from layer 2)
+    and every bias an *odd* multiple of half the granularity of :math:`W a` (:math:`2^{-(g+3)}` when
+    :math:`a` is a multiple of :math:`2^{-g}`), so every pre-activation below is an odd multiple of
+    it: exact and never 0. In ``layer``, unit :math:`i^*` (the one whose outgoing weights are
+    largest) gets the bias :math:`k - (Wa)_{i^*s^*}` for sample :math:`s^* = 0`, with its weights from
+    inputs that are not exact there (leaky relu, elu below 0) set to 0; its other units are kept
+    off the kink as below. The layers above keep their random draw.
+
+    Why one unit: finite differences are the independent witness at a kink, and a perturbation
+    that moves two kinked units at once (two layers, or two samples) can have a derivative by the
+    chain rule with relu'(0) = 0 that is *neither* one-sided quotient (relu(t) - relu(-t) = t gets 0
+    at t = 0): a correct backward would be refused. With one kinked unit the convention's value is
+    the one-sided quotient on the side where z <= 0, as the referee's kink bracket expects.
+    """
+    X = _distinct_columns(rng.integers(-4, 5, X.shape) / 4.0, rng)
+    a, g = X, 2
+    exact = np.ones(X.shape, dtype=bool)
+    act = net.activations[layer - 1]
+    for l in range(1, layer + 1):
+        high = 4 if l == 1 else 2
+        W = rng.integers(-high, high + 1, net.param_shapes[f"W{l}"]) / 4.0
+        step = 2.0 ** -(g + 3)
+        B = (2 * rng.integers(-2 ** (g + 2), 2 ** (g + 2), (W.shape[0], 1)) + 1) * step
+        if l == layer:
+            above = net.param_shapes.get(f"W{l + 1}")
+            target = int(np.argmax(np.abs(params[f"W{l + 1}"]).sum(axis=0))) if above else 0
+            W[target] = _untied_row(np.where(exact[:, 0], W[target], 0.0), a, 0, rng, high)
+            W[target, ~exact[:, 0]] = 0.0
+            k = float(act.kinks[0]) if act.kinks else 0.0
+            B[target, 0] = k - float((W @ a)[target, 0])
+        params[f"W{l}"], params[f"B{l}"] = W, B
+        z = W @ a + B
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            a = np.asarray(net.activations[l - 1].definition(z, NUMPY_OPS), dtype=np.float64)
+        exact = np.all((W == 0)[:, :, None] | exact[None, :, :], axis=1) & ((a == z) | (a == 0))
+        g += 3
     return X
 
 
@@ -230,6 +318,8 @@ def _shape_inputs(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, sp
     X = X * spec.x_scale
     if spec.dyadic:
         X = _dyadic_first_layer(net, params, X, extra)
+    if spec.kink_layer >= 2:
+        X = _kink_in_layer(net, params, X, spec.kink_layer, extra)
     if spec.x_zeros:
         zero = extra.uniform(size=X.shape) < 0.25
         zero.flat[extra.integers(0, X.size)] = True

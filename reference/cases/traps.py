@@ -10,7 +10,10 @@ certificate never depends on hypothesis drawing it. For one architecture the tra
 * **exact zeros in X** and **X at scales 0.1 and 10** (not only :math:`\mathcal N(0, 1)`);
 * **a kink met on purpose** when the first activation has one (the dyadic family of
   :func:`handgrad.reference.cases.spec.build_case`: every first-layer unit exactly on its kink for
-  one sample, computed exactly, so the kink convention is checked);
+  one sample, computed exactly, so the kink convention is checked), and **one per deeper kinked
+  layer** an exact forward reaches (``kink_layer``: one unit of that layer exactly on its kink,
+  everything below exact and off the kinks; the budget proves the exactness unit by unit,
+  ``Budget.exactly_computed``, so the convention decides it instead of a mask);
 * **square layers** (with ``vary_shapes``: every hidden width equal to the input width).
 
 The requested weight scales and label families are dealt round-robin over the traps, so each of
@@ -76,9 +79,27 @@ def trap_specs(arch: Architecture, *, seed: int = 0, scales: Sequence[str] = ("u
         specs.append(CaseSpec(a.sizes, a.activations, a.loss, a.fuse, m, scales[i % len(scales)],
                               trap_seed(seed, i), labels=labels[i % len(labels)], rescale=True,
                               trap=name, **extra))
+    calm = "unit" if "unit" in scales else next((s for s in scales if s != "near_saturating"), "unit")
     if hg.get_activation(arch.activations[0]).kinks:
-        calm = "unit" if "unit" in scales else next((s for s in scales if s != "near_saturating"), "unit")
         specs.append(CaseSpec(arch.sizes, arch.activations, arch.loss, arch.fuse, m_mid, calm,
                               trap_seed(seed, len(plan)), labels=labels[len(plan) % len(labels)],
                               dyadic=True, trap=f"{arch.activations[0]} exactly at its kink (dyadic)"))
+    for layer in _reachable_kinked_layers(arch.activations):
+        i = len(plan) + layer
+        specs.append(CaseSpec(arch.sizes, arch.activations, arch.loss, arch.fuse, m_mid, calm,
+                              trap_seed(seed, i), labels=labels[i % len(labels)], kink_layer=layer,
+                              trap=f"{arch.activations[layer - 1]} exactly at its kink in layer {layer} (dyadic)"))
     return specs
+
+
+def _reachable_kinked_layers(activations: Sequence[str]) -> list[int]:
+    """The kinked layers l >= 2 that an exact (dyadic) forward reaches: every activation below
+    them is the identity or kinked (relu-like: exact where it returns z or 0)."""
+    out = []
+    for l, name in enumerate(activations, start=1):
+        act = hg.get_activation(name)
+        if act.kinks and l >= 2:
+            out.append(l)
+        if not act.kinks and act.name != "identity":
+            break
+    return out

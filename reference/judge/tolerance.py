@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -150,9 +150,11 @@ class Budget:
 
     ``magnitude[name]`` has the parameter's shape; ``K`` the path constant; ``kink_units`` lists,
     for kinked pre-activations close to their kink, ``(distance, exact_bits, where)``: the distance
-    from the kink in units of the unit's own error bound :math:`K M_z`, and -- for first-layer units
-    whose pre-activation is computed *exactly* in any summation order -- the number of significand
-    bits that exactness needs (None otherwise).
+    from the kink in units of the unit's own error bound :math:`K M_z`, and -- for units of *any*
+    layer whose pre-activation is proved computed *exactly* in every summation order (Note [Exact
+    pre-activations], :class:`_ExactForward`) -- the number of significand bits that exactness
+    needs (None otherwise). :meth:`exactly_computed` gives the same proof for every unit, per layer,
+    as boolean arrays.
     """
 
     magnitude: dict[str, np.ndarray]
@@ -163,6 +165,33 @@ class Budget:
     reference_magnitude: dict[str, np.ndarray] | None = None
     """The magnitudes a float64 *reference* (JAX, SymPy) is held to: textbook ones (both use the
     textbook derivative formulas, absolute accuracy u); None means ``magnitude`` (textbook level)."""
+    exact: _ExactForward | None = field(default=None, repr=False, compare=False)
+    """The proof of which pre-activations are computed exactly (lazy; None: nothing proved)."""
+    kink_cells: tuple[tuple[int, int, int], ...] = ()
+    """``kink_units``' units as 1-based ``(layer, unit, sample)``, in the same order."""
+
+    def exact_bits_needed(self) -> tuple[np.ndarray, ...]:
+        """Per layer, an (n_l, m) array: the significand bits that proves z^(l)[i, s] computed
+        exactly in every summation order; inf where nothing is proved (Note [Exact pre-activations])."""
+        if self.exact is None:
+            return ()
+        return self.exact.all_needs()
+
+    def exactly_computed(self, dtype_hand: Any) -> tuple[np.ndarray, ...]:
+        """Per layer, an (n_l, m) boolean array: True where a correct forward in ``dtype_hand`` is
+        proved to compute the pre-activation z^(l)[i, s] exactly (so a unit on a kink is on it in
+        every correct implementation, and the kink convention decides it)."""
+        bits = np.finfo(np.dtype(dtype_hand)).nmant + 1
+        return tuple(need <= bits for need in self.exact_bits_needed())
+
+    def ambiguous_units(self, dtype_hand: Any) -> list[tuple[int, int, int]]:
+        """The kinked units a correct backward in ``dtype_hand`` may put on either branch, as
+        1-based ``(layer, unit, sample)``: within rounding reach of the kink and not proved exact
+        (the data behind :meth:`kink_where`, for a caller that masks by unit)."""
+        limit = self.policy.kink_margin * (unit_roundoff(dtype_hand) + 2.0**-53)
+        bits = np.finfo(np.dtype(dtype_hand)).nmant + 1
+        return [cell for (dist, exact_bits, _), cell in zip(self.kink_units, self.kink_cells, strict=True)
+                if dist <= limit and not (exact_bits is not None and exact_bits <= bits)]
 
     def finite(self) -> bool:
         """False when a magnitude overflowed float64 (pre-activations far beyond the oracles'
@@ -350,35 +379,118 @@ def _eval_rows(f: Callable, Z: np.ndarray, Y: np.ndarray, shape: tuple[int, ...]
     return arr.reshape(shape)
 
 
-def _exact_bits(w: np.ndarray, x: np.ndarray, b: float, kink: float) -> int | None:
-    r"""Significand bits needed for :math:`z = \sum_j w_j x_j + b` to be computed exactly, in any
-    order, when its exact value is the kink; None when z is not exactly the kink.
+_NOT_PROVED = math.inf
+"""The significand bits needed by a pre-activation whose exact computation is not proved."""
+_FULL_ANALYSIS = 50_000
+"""Nets with at most this many products per batch (sum of n_l n_(l-1) m) get every unit analysed
+when :meth:`Budget.exactly_computed` is asked; larger ones only the columns a kink needed."""
 
-    Every product :math:`w_j x_j` and :math:`b` is a multiple of :math:`2^e` (their smallest
-    power-of-two granularity). If each product needs at most p bits and :math:`\sum|t| < 2^{p+e}`,
-    every partial sum in every order is a multiple of :math:`2^e` below :math:`2^{p+e}`: exact in
-    a p-bit format. The returned p is the largest of those requirements.
+
+def _float_parts(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""For each float64: the bit length of its odd significand and the exponent of its lowest set
+    bit (:math:`v = \pm o\,2^e`, o odd); both 0 for a zero."""
+    mant, ex = np.frexp(np.abs(v))
+    ints = (mant * 2.0**53).astype(np.int64)  # 2^52 <= ints < 2^53 for a nonzero v
+    nz = ints != 0
+    tz = np.zeros_like(ints)
+    tz[nz] = np.round(np.log2((ints[nz] & -ints[nz]).astype(np.float64))).astype(np.int64)
+    return np.where(nz, 53 - tz, 0), np.where(nz, ex.astype(np.int64) - 53 + tz, 0)
+
+
+@lru_cache(maxsize=65536)
+def _is_identity_or_zero(act: Activation, z: float) -> bool:
+    """Whether the *definition* of ``act`` at the exact number z is exactly z or exactly 0 (relu
+    everywhere, leaky relu and elu for z >= 0, identity): then every correct forward returns the
+    float z or 0 bit for bit. SymPy on the rational value, so an underflowed sigmoid (0.0 in floats,
+    not 0 in fact) is not taken for exact."""
+    import sympy as sp
+
+    from ..oracles.ops import SYMPY_OPS
+
+    t = sp.Rational(*float(z).as_integer_ratio())
+    v = sp.sympify(act.definition(t, SYMPY_OPS))
+    return bool(v.is_Rational and (v == t or v == 0))
+
+
+class _ExactForward:
+    r"""Which pre-activations every correct forward computes *exactly*, in which binary format.
+
+    Note [Exact pre-activations]. :math:`z_i = \sum_j w_{ij}a_j + b_i` is computed exactly in every
+    summation order (FMA or not) by a p-bit format when (1) every :math:`a_j` with :math:`w_{ij} \ne 0`
+    is itself computed exactly, (2) each product :math:`w_{ij}a_j` fits p bits (its odd significand
+    has at most the sum of its factors' odd bit lengths) and (3) :math:`\sum|t| < 2^{p+e}`, where
+    :math:`2^e` is the terms' smallest power-of-two granularity: every partial sum is then a
+    multiple of :math:`2^e` below :math:`2^{p+e}`. :math:`a_j = f(z_j)` is exact when :math:`z_j` is
+    and the definition gives exactly :math:`z_j` or 0 there (:func:`_is_identity_or_zero`); X is exact.
+    ``need(l, s)[i]`` is the smallest p that this argument proves for unit i of layer l, sample s
+    (ancestors included), ``inf`` where it proves nothing. A unit proved exact in the hand dtype is
+    computed bit for bit as its exact value, so it sits on its side of a kink (or on the kink) in
+    every correct implementation: the kink convention decides it (docs/tolerances.md section 12).
     """
-    from fractions import Fraction
 
-    terms = [Fraction(float(a)) * Fraction(float(c)) for a, c in zip(w, x, strict=True)] + [Fraction(float(b))]
-    if sum(terms) != Fraction(kink):
-        return None
-    nonzero = [t for t in terms if t != 0]
-    if not nonzero:
-        return 1
-    e = min((t.denominator.bit_length() - 1) * -1 + _twos(t.numerator) for t in nonzero)
-    bits = 1
-    for t in nonzero:
-        odd = abs(t.numerator) >> _twos(t.numerator)
-        bits = max(bits, odd.bit_length())
-    total = sum(abs(t) for t in nonzero) / Fraction(2) ** e
-    return max(bits, math.ceil(math.log2(float(total) + 1)))
+    def __init__(self, net: Network, params: Mapping[str, np.ndarray], X: np.ndarray,
+                 zs: list[np.ndarray]) -> None:
+        self.net, self.params, self.X, self.zs = net, params, X, zs
+        self._need: dict[tuple[int, int], np.ndarray] = {}
 
+    def need(self, l: int, s: int) -> np.ndarray:
+        """Bits needed for z^(l)[:, s] (1-based layer, 0-based sample) to be exact; inf: not proved."""
+        key = (l, s)
+        if key not in self._need:
+            self._need[key] = self._column(l, s)
+        return self._need[key]
 
-def _twos(n: int) -> int:
-    """The exponent of 2 in the integer n (n != 0)."""
-    return (abs(n) & -abs(n)).bit_length() - 1
+    def _inputs(self, l: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """a^(l-1)[:, s] and the bits its exactness needs (inf where it is not proved)."""
+        if l == 1:
+            a = self.X[:, s]
+            return a, np.where(np.isfinite(a), 0.0, _NOT_PROVED)
+        act, z = self.net.activations[l - 2], self.zs[l - 2][:, s]
+        need = self.need(l - 1, s)
+        if not act.elementwise:
+            a = np.asarray(act.definition(z[:, None], NUMPY_OPS), dtype=np.float64)[:, 0]
+            return a, np.full(z.shape, _NOT_PROVED)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            a = np.asarray(act.definition(z, NUMPY_OPS), dtype=np.float64)
+        out = np.full(z.shape, _NOT_PROVED)
+        for j in np.flatnonzero(need <= 53):
+            if (a[j] == z[j] or a[j] == 0) and _is_identity_or_zero(act, float(z[j])):
+                out[j] = need[j]
+        return a, out
+
+    def _column(self, l: int, s: int) -> np.ndarray:
+        W, b = self.params[f"W{l}"], self.params[f"B{l}"][:, 0]
+        a, need_a = self._inputs(l, s)
+        used = W != 0
+        ancestors = np.max(np.where(used, need_a[None, :], 0.0), axis=1, initial=0.0)
+        bw, ew = _float_parts(W)
+        ba, ea = _float_parts(a)
+        bb, eb = _float_parts(b)
+        terms = used & (a != 0)[None, :]
+        big = np.iinfo(np.int64).max
+        prod_bits = np.max(np.where(terms, bw + ba[None, :], 0), axis=1, initial=0)
+        low = np.min(np.where(terms, ew + ea[None, :], big), axis=1, initial=big)
+        low = np.minimum(low, np.where(b != 0, eb, big))
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = (np.abs(W) @ np.abs(a)) * (1 + 2.0**-40) + np.abs(b)  # rounded up: >= the exact sum
+            scaled = np.ldexp(total, np.where(low == big, 0, -np.minimum(low, 2**30)).astype(np.int64))
+            sum_bits = np.where(low == big, 1, np.ceil(np.log2(scaled + 1)))
+        own = np.maximum(np.maximum(prod_bits, np.maximum(bb, 1)), sum_bits).astype(np.float64)
+        finite = np.isfinite(total) & np.all(np.isfinite(W), axis=1) & np.isfinite(b)
+        return np.where(finite, np.maximum(own, ancestors), _NOT_PROVED)
+
+    def all_needs(self) -> tuple[np.ndarray, ...]:
+        """Per layer, an (n_l, m) array of :meth:`need` (every column when the net is small, else
+        only the columns already analysed; the others inf)."""
+        m = self.X.shape[1]
+        sizes = self.net.sizes
+        small = sum(sizes[l] * sizes[l - 1] for l in range(1, len(sizes))) * m <= _FULL_ANALYSIS
+        out = []
+        for l in range(1, self.net.depth + 1):
+            cols = [self.need(l, s) if small or (l, s) in self._need else np.full(sizes[l], _NOT_PROVED)
+                    for s in range(m)]
+            out.append(np.stack(cols, axis=1))
+        return tuple(out)
 
 
 def _abs_jt(a: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -407,7 +519,8 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     zs, acts, Mz, Ma = [], [X], [], [np.zeros_like(X)]
     f1s: list[np.ndarray | None] = []
     f2s: list[np.ndarray | None] = []
-    kink_units: list[tuple[float, int | None, str]] = []
+    kink_units: list[tuple[float, int | None, str, tuple[int, int, int]]] = []
+    exact = _ExactForward(net, p, X, zs)
     for l, act in enumerate(net.activations, start=1):
         W, B = p[f"W{l}"], p[f"B{l}"]
         z = W @ acts[-1] + B
@@ -431,9 +544,10 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
                 dist = np.where(mz > 0, np.abs(z - k) / (K * mz), np.inf)
             # Units far from the kink (beyond float32's reach) are never ambiguous.
             for i, s in np.argwhere(dist <= 4 * policy.kink_margin * 2.0**-23):
-                exact = _exact_bits(p[f"W{l}"][i], X[:, s], p[f"B{l}"][i, 0], k) if l == 1 else None
-                kink_units.append((float(dist[i, s]), exact,
-                                   f"layer {l} unit {i + 1} sample {s + 1}: z = {z[i, s]:.3g}, kink at {k:g}"))
+                need = exact.need(l, s)[i]
+                kink_units.append((float(dist[i, s]), int(need) if need <= 53 else None,
+                                   f"layer {l} unit {i + 1} sample {s + 1}: z = {z[i, s]:.3g}, kink at {k:g}",
+                                   (l, int(i) + 1, int(s) + 1)))
         zs.append(z)
         acts.append(a)
         Mz.append(mz)
@@ -499,10 +613,12 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     _add_penalty(net, p, magnitude)
     ordered = {k: magnitude[k] for k in net.param_names}
     kink_units.sort(key=lambda t: t[0])
+    cells = tuple(t[3] for t in kink_units)
+    units = [t[:3] for t in kink_units]
     reference = None
     if policy.level != "textbook":
         reference = error_budget(net, params, X, Y, replace(policy, level="textbook")).magnitude
-    return Budget(ordered, Ma[-1], K, kink_units, policy, reference)
+    return Budget(ordered, Ma[-1], K, units, policy, reference, exact, cells)
 
 
 
