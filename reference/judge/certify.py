@@ -64,6 +64,14 @@ class _Failed(Exception):
         super().__init__(report.text())
 
 
+def _fail(report: Report) -> None:
+    """Raise :class:`_Failed` -- from this one line, for a failure found by a draw and for its
+    replays while shrinking alike: hypothesis tells failures apart by where they were raised, and
+    two raise sites made every shrink step a "different" failure, so a deterministic bug was
+    reported as a nondeterministic backward (FlakyFailure)."""
+    raise _Failed(report)
+
+
 def _names(activations: Any, depth: int) -> tuple[str, ...]:
     acts = [activations] * depth if isinstance(activations, str | hg.Activation) else list(activations)
     if len(acts) != depth:
@@ -418,9 +426,10 @@ class _Runner:
 
     def random(self, arch: Architecture, max_width: int | None, examples: int, min_batch: int, max_batch: int,
                scales: Sequence[str], kinds: Sequence[str], seed: int) -> None:
-        """``examples`` hypothesis-drawn cases; undecided ones are redrawn (``assume``) at most
-        ``examples`` times; a failure is shrunk by hypothesis, and one hypothesis cannot replay
-        (a nondeterministic backward) is reported as it was first seen."""
+        """``examples`` hypothesis-drawn cases; undecided ones and exact repeats of a spec already
+        run (two choice sequences can build one spec: 1-3 of 30 were repeats, counted twice) are
+        redrawn (``assume``) at most ``examples`` times; a failure is shrunk by hypothesis, and one
+        hypothesis cannot replay (a nondeterministic backward) is reported as it was first seen."""
         from hypothesis import HealthCheck, Phase, Verbosity, assume, given, settings
         from hypothesis import seed as hypothesis_seed
         from hypothesis.errors import Flaky
@@ -431,6 +440,7 @@ class _Runner:
                                scales=tuple(scales), labels=("mixed", *kinds) if len(kinds) > 1 else kinds)
         redraws = [0]
         failing = [False]
+        seen: set[CaseSpec] = set()
 
         @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
                   verbosity=Verbosity.quiet, print_blob=False,
@@ -446,11 +456,17 @@ class _Runner:
             if failing[0]:  # shrinking: replays are not new cases, nothing is counted
                 self._replay(spec)
                 return
+            if spec in seen:  # two choice sequences can build the same spec: a repeat decides nothing new
+                if redraws[0] < examples:
+                    redraws[0] += 1
+                    assume(False)
+                return
+            seen.add(spec)
             outcome = self.run(spec)
             if outcome in ("mismatch", "error"):
                 failing[0] = True
                 self.cert.cases += 1
-                raise _Failed(self.first_failure)  # type: ignore[arg-type]
+                _fail(self.first_failure)  # type: ignore[arg-type]
             if outcome == "certified":
                 self.cert.random_decided += 1
             elif redraws[0] < examples:
@@ -487,7 +503,7 @@ class _Runner:
         report = self._referee(case_net, params, X, Y, spec)
         report.seed = spec.seed
         if report.verdict in ("mismatch", "error"):
-            raise _Failed(report)
+            _fail(report)
 
     def _referee(self, net: hg.Network, params: hg.Params, X: np.ndarray, Y: np.ndarray, spec: CaseSpec) -> Report:
         """The elementwise referee, or above :data:`~handgrad.reference.judge.scale.SCALE_MIN_PARAMS`
