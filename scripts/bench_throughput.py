@@ -64,12 +64,14 @@ def worker(version: str, net: str, reps: int, examples: int | None, seed: int) -
             "decided": [w[1] for w in warm], "cases": [w[2] for w in warm]}
 
 
-def _run(version: str, net: str, reps: int, examples: int | None, seed: int, base: Path) -> dict:
+def _run(version: str, net: str, reps: int, examples: int | None, seed: int, base: Path,
+         after: Path | None = None) -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cwd = str(ROOT)
-    if version == "before":
-        env["PYTHONPATH"] = str(base)
-        cwd = "/tmp"  # so that this checkout's files are not importable as the base's
+    tree = base if version == "before" else after
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+        cwd = "/tmp"  # so that this checkout's files are not importable as the other tree's
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", version, "--net", net, "--reps", str(reps),
            "--seed", str(seed)]
     if examples is not None:
@@ -113,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", choices=("before", "after"))
     p.add_argument("--net", choices=tuple(NETS), default="article")
     p.add_argument("--base", type=Path, default=Path("/tmp/base-wt"), help="worktree of the base commit")
+    p.add_argument("--after", type=Path, default=None,
+                   help="a worktree to measure as 'after' instead of this checkout (with a symlink "
+                        "handgrad/reference -> ../reference in it); default this checkout")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--examples", type=int, default=None)
     p.add_argument("--big-examples", type=int, default=3)
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     for net, examples in nets:
         for version in [v for _ in range(args.rounds) for v in versions]:
             print(f"{net} {version} ...", file=sys.stderr, flush=True)
-            rows.append(_run(version, net, args.reps, examples, args.seed, args.base))
+            rows.append(_run(version, net, args.reps, examples, args.seed, args.base, args.after))
     print(_table(rows))
     print()
     print(_ratios(rows))
