@@ -17,6 +17,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_
         os.environ.setdefault(_var, "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     else:
         os.environ.setdefault(_var, "1")
+# The CLI keeps no JAX compilation cache between test runs (tests that want one name a tmp folder).
+os.environ.setdefault("HANDGRAD_JAX_CACHE", "off")
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402

@@ -6,6 +6,7 @@ the process pool, shown under the table and in the report files."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import subprocess
@@ -271,9 +272,11 @@ def test_the_declarations_survive_the_process_pool(user_dir: Path) -> None:
     from handgrad.reference.cli.runner import _hypothesis_home, _run_job, _run_parallel
 
     jobs = _jobs()
+    cache = user_dir / "jax-cache"
     with _hypothesis_home():
-        pooled = _run_parallel(jobs, 2, [], _Progress(2, None))
+        pooled = _run_parallel(jobs, 2, [], _Progress(2, None), str(cache))
         here = [_run_job(j) for j in jobs]
+    assert any(cache.iterdir()), "the workers kept no compiled function (Note [JAX compilation cache])"
     for a, b in zip(pooled, here, strict=True):
         assert a.ok and b.ok
         assert (a.cases, a.certified, a.architecture) == (b.cases, b.certified, b.architecture)
@@ -331,10 +334,13 @@ def test_bad_declarations_of_a_users_backward(argv: list[str], pieces: list[str]
 def test_console_script_with_conventions(user_dir: Path) -> None:
     exe = shutil.which("handgrad", path=str(Path(sys.executable).parent)) or shutil.which("handgrad")
     assert exe is not None, "the handgrad console script is not installed (pip install -e .)"
+    cache = user_dir / "jax-cache"
+    env = {**os.environ, "HANDGRAD_JAX_CACHE": str(cache)}
     run = subprocess.run([exe, *_cs231n("cs231n", "--examples", "1", "--no-report")], capture_output=True,
-                         text=True, timeout=600, check=False, cwd=user_dir)
+                         text=True, timeout=600, check=False, cwd=user_dir, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "declared: layout rows, names W1/b1, labels integer" in run.stdout
+    assert any(cache.iterdir()), "a command-line run keeps its compiled functions in $HANDGRAD_JAX_CACHE"
     bad = subprocess.run([exe, "certify", "--layout", "rows"], capture_output=True, text=True, timeout=600,
                          check=False, cwd=user_dir)
     assert bad.returncode == 2 and bad.stdout == ""

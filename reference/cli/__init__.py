@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true",
                    help="go ahead when one architecture is estimated above a minute (without it such a run "
                         "is refused, exit 2, with its estimate)")
+    p.add_argument("--jax-cache", default=None, metavar="DIR",
+                   help="keep the JAX oracle's compiled functions in DIR between runs (default: $HANDGRAD_JAX_CACHE, "
+                        "else ~/.cache/handgrad/jax); 'off' for none. A later run loads them instead of compiling "
+                        "again (most of a first run's time); what is computed does not change")
     p.add_argument("--report-dir", default=".", metavar="DIR",
                    help=f"where to write {REPORT_STEM}.md, .json and .png (created if missing)")
     p.add_argument("--no-report", action="store_true", help="write no report files")

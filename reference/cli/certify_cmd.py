@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +31,7 @@ from .declarations import Declared, declared_from_args
 from .limits import cap_jobs, check_case_count, usable_cores
 from .progress import _Progress
 from .report_files import DeclaredRunSummary, ReportDirError, check_report_dir, write_reports
-from .runner import _hypothesis_home, _Job, _run_job, _run_parallel
+from .runner import _hypothesis_home, _Job, _run_job, _run_parallel, jax_cache_dir, use_jax_cache
 
 __all__ = ["DEFAULT_BACKWARD_EXAMPLES", "DEFAULT_EXAMPLES"]
 
@@ -145,6 +147,7 @@ def _plan(args: argparse.Namespace, err: TextIO) -> _Plan:
         raise UsageError(f"certifying {'-'.join(map(str, jobs[longest].sizes))} is estimated at "
                          f"{per_job[longest]:.0f} s ({examples} cases; {seconds:.0f} s for the whole run); "
                          "lower --examples, or pass --yes to go ahead")
+    _check_jax_cache(args.jax_cache)
     report_dir = None if args.no_report else _report_dir(args.report_dir)  # last: it creates the folder
     if warning is not None:
         print(f"handgrad certify: warning: {warning}", file=err)
@@ -169,6 +172,21 @@ def _default_jobs(args: argparse.Namespace) -> int:
     return min(DEFAULT_REGISTRY_JOBS, usable_cores()) if args.backward is None else 1
 
 
+def _check_jax_cache(option: str | None) -> None:
+    """A ``--jax-cache`` folder named on the command line must be usable (the default one, or the
+    environment's, is used when it can be and skipped quietly when not)."""
+    path = jax_cache_dir(option) if option is not None else None
+    if path is None:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--jax-cache {option!r} cannot be made ({exc.strerror or type(exc).__name__}); "
+                         "choose another folder, or 'off'") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"--jax-cache {option!r} cannot be written; choose another folder, or 'off'")
+
+
 def _report_dir(text: str) -> Path:
     try:
         return check_report_dir(text)
@@ -180,6 +198,9 @@ def _run(plan: _Plan, args: argparse.Namespace, err: TextIO) -> float:
     """Run every job (here, or in worker processes), attaching each certificate to its subject;
     return the wall time in seconds."""
     show = args.progress or (not args.quiet and err.isatty())
+    jax_cache = jax_cache_dir(args.jax_cache)
+    if plan.n_workers <= 1 and "jax" not in sys.modules:  # Note [JAX compilation cache] in .runner
+        use_jax_cache(jax_cache)
     bar = _Progress(plan.examples * len(plan.jobs), err if show else None)
     start = time.perf_counter()
     try:
@@ -197,7 +218,7 @@ def _run(plan: _Plan, args: argparse.Namespace, err: TextIO) -> float:
                     bar.finish_job(plan.examples)
                     s.certificates.append(cert)
             else:
-                results = _run_parallel(plan.jobs, plan.n_workers, list(args.imports), bar)
+                results = _run_parallel(plan.jobs, plan.n_workers, list(args.imports), bar, jax_cache)
                 for job, cert in zip(plan.jobs, results, strict=True):
                     plan.subjects[job.index].certificates.append(cert)
     finally:
