@@ -37,6 +37,7 @@ __all__ = [
     "STRICT_POLICY",
     "UNIT_ROUNDOFF",
     "Budget",
+    "budget_against_exact",
     "TolerancePolicy",
     "error_budget",
     "prediction_in_domain",
@@ -499,8 +500,13 @@ def _abs_jt(a: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
-                 policy: TolerancePolicy | str = DEFAULT_POLICY) -> Budget:
-    """Magnitudes for every gradient element of ``net`` at (params, X, Y); see the module docstring.
+                 policy: TolerancePolicy | str = DEFAULT_POLICY, *, sharp_output: bool = False) -> Budget:
+    r"""Magnitudes for every gradient element of ``net`` at (params, X, Y); see the module docstring.
+
+    ``sharp_output``: the unfused output's derivative term is the smaller of the textbook
+    :math:`M_g\max(|f'|, 1)` and :math:`M_g|f'| + A_g\max(|f'|, 1)` (docs/tolerances.md section 13),
+    which stays meaningful where a prediction is within :math:`10^{-9}` of 0 or 1 (the textbook
+    form is vacuous there). Off by default: the in-domain budget is unchanged.
 
     All arithmetic here is float64 on float64 copies of the inputs; derivatives come from SymPy
     differentiating the shared definitions. ``policy`` may be a level name (``"strict"``); under
@@ -588,8 +594,13 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
         ha = np.array([[_magnitude(c, (m,)) for c in row] for row in ha_raw]) / m_div
         sens = ga + np.einsum("ijs,js->is", ha, aL)
         last = net.activations[-1]
-        M_delta = M_delta + (policy.derivative_term(sens, ga, f1s[-1], u_pair, K) if last.elementwise
-                             else _abs_jt(aL, sens))
+        if last.elementwise:
+            term = policy.derivative_term(sens, ga, f1s[-1], u_pair, K)
+            if sharp_output:
+                term = np.minimum(term, _split_derivative_term(sens, ga, f1s[-1]))
+        else:
+            term = _abs_jt(aL, sens)
+        M_delta = M_delta + term
 
     magnitude: dict[str, np.ndarray] = {}
     for l in range(L, 0, -1):
@@ -617,9 +628,22 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     units = [t[:3] for t in kink_units]
     reference = None
     if policy.level != "textbook":
-        reference = error_budget(net, params, X, Y, replace(policy, level="textbook")).magnitude
+        reference = error_budget(net, params, X, Y, replace(policy, level="textbook"),
+                                 sharp_output=sharp_output).magnitude
     return Budget(ordered, Ma[-1], K, units, policy, reference, exact, cells)
 
+
+
+def _split_derivative_term(M_g: np.ndarray, A_g: np.ndarray, f1: np.ndarray) -> np.ndarray:
+    r"""The magnitude of :math:`g\odot f'` with the error of g and the error of f' kept apart:
+    :math:`\delta(g f') = \delta g\,f' + g\,\delta f'` (+ the product's rounding,
+    :math:`u|g f'|`), with :math:`|\delta g| \le uK M_g`, :math:`|g| \le A_g` and the textbook
+    allowance :math:`|\delta f'| \le uK\max(|f'|, 1)`: :math:`M_g|f'| + A_g\max(|f'|, 1)`.
+    The textbook term :math:`M_g\max(|f'|, 1)` is the same bound with :math:`A_g` raised to
+    :math:`M_g` and :math:`|f'|` to 1, which costs nothing in the hidden layers (:math:`M_g \approx A_g`)
+    but a factor :math:`1/(1-p)` at an unfused BCE output near :math:`p = 1`, where
+    :math:`M_g \approx |\ell''||a| \approx 1/(1-p)^2 \gg A_g \approx 1/(1-p)`."""
+    return M_g * f1 + A_g * np.maximum(f1, 1.0)
 
 
 def _batch_divisor(net: Network, m: int) -> int:
@@ -642,6 +666,30 @@ def _add_penalty(net: Network, params: Mapping[str, np.ndarray], magnitude: dict
     for k in magnitude:
         if loss.penalized(k):
             magnitude[k] = magnitude[k] + c * np.abs(params[k])
+
+
+def budget_against_exact(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
+                         reference: Mapping[str, np.ndarray],
+                         policy: TolerancePolicy | str = DEFAULT_POLICY) -> dict[str, np.ndarray] | None:
+    r"""The per-element budget of a hand gradient (dtype read from ``params``) against the
+    high-precision oracle's gradient ``reference``, for the cases the float64 oracles cannot decide
+    (docs/tolerances.md section 13): :meth:`Budget.against_exact` on the ``sharp_output`` magnitudes.
+
+    None when the case cannot be decided this way: a kinked unit within rounding reach of its kink,
+    a magnitude that overflowed, or a prediction of an unfused probability loss within twice its
+    forward error bound of 0 or 1 in the hand dtype (:func:`prediction_in_domain`: the first-order
+    model does not hold there, and a correct forward may return an infinite loss).
+    """
+    dtype = np.asarray(params[net.param_names[0]]).dtype
+    if not prediction_in_domain(net, params, X, policy):
+        return None
+    budget = error_budget(net, params, X, Y, policy, sharp_output=True)
+    if not budget.finite() or budget.kink_ambiguous(dtype):
+        return None
+    out = budget.against_exact(dtype, reference)
+    if not all(np.all(np.isfinite(v)) for v in out.values()):
+        return None
+    return out
 
 
 def prediction_in_domain(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray,

@@ -1,0 +1,120 @@
+r"""Deciding the cases the float64 oracles cannot: against the high-precision oracle alone.
+
+Where :func:`~handgrad.reference.oracles.mp_oracle.float64_domain` is False -- an unfused
+probability loss with a prediction within :math:`10^{-9}` of 0 or 1, or a pre-activation beyond
+300 in magnitude -- JAX, SymPy and finite differences evaluate the definitions in float64 and
+cannot decide; the certify runner counts such cases "outside". :func:`referee_outside` decides them
+against :mod:`~handgrad.reference.oracles.mp_oracle` (the exact gradient, correctly rounded) with
+:func:`~handgrad.reference.judge.tolerance.budget_against_exact`, whose derivation and measurements
+are docs/tolerances.md section 13. A case it cannot decide (the oracle declines: more than 200
+parameters or 16 samples; a prediction a correct forward in the hand dtype may round onto 0 or 1;
+a kink within rounding reach; a magnitude that overflows) is ``inconclusive`` with the reason.
+
+One reference, not two: the mpmath oracle is exact to :math:`10^{-30}` relative (measured on each
+call at two precisions), so the certificate's "two references per element" is replaced, for these
+cases only, by one reference with a proved accuracy. The report says so in a note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from handgrad import Network, Params
+
+from ..oracles.mp_oracle import float64_domain, mp_grads_unchecked
+from .referee import _name, check_grads_structure
+from .reports import Mismatch, Report, TensorCheck
+from .tolerance import DEFAULT_POLICY, TolerancePolicy, budget_against_exact
+
+__all__ = ["PAIR", "referee_outside"]
+
+PAIR = "hand vs mpmath"
+"""The comparison's name in reports."""
+
+
+def referee_outside(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
+                    grads: Mapping[str, np.ndarray] | Callable[[Params, np.ndarray, np.ndarray], Params], *,
+                    policy: TolerancePolicy | str = DEFAULT_POLICY, reproduce: str = "",
+                    seed: int | None = None) -> Report:
+    """Referee a case outside the float64 oracles' domain against the mpmath oracle.
+
+    Steps: (1) the case must be outside (``ValueError`` otherwise: the ordinary referee decides it);
+    (2) the exact gradient (the oracle declines: inconclusive); (3) the budget (None: inconclusive,
+    with the reason -- before the backward is called, since a correct one may return inf there);
+    (4) the hand gradients, a dict or ``backward(copy_of_params, X.copy(), Y.copy())`` called once
+    with ``np.random`` seeded from ``seed`` (restored after), checked for structure; (5) every
+    element compared, the worst element of each failing tensor recorded with both values.
+    """
+    net.check_batch(params, X, Y)
+    if float64_domain(net, params, X):
+        raise ValueError("the case is inside the float64 oracles' domain: referee it with referee()")
+    dtype = np.asarray(params[net.param_names[0]]).dtype
+    report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce, seed=seed)
+    report.notes.append("outside the float64 oracles' domain: decided against the mpmath oracle alone "
+                        "(exact to 1e-30 relative), with the budget of docs/tolerances.md section 13")
+    try:
+        ref = mp_grads_unchecked(net, params, X, Y)
+    except (ValueError, ArithmeticError) as exc:
+        return _inconclusive(report, f"the mpmath oracle declined: {exc}")
+    budget = budget_against_exact(net, params, X, Y, ref, policy)
+    if budget is None:
+        return _inconclusive(report, "no meaningful budget: a prediction a correct forward may round onto 0 or 1, "
+                                     "a kink within rounding reach, or a magnitude beyond float64")
+    hand = _hand(net, params, X, Y, grads, dtype, seed, report)
+    if hand is None:
+        return report
+    for k in net.param_names:
+        _judge(k, hand[k], ref[k], budget[k], report)
+    return report
+
+
+def _hand(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray, grads: object,
+          dtype: np.dtype, seed: int | None, report: Report) -> Params | None:
+    if callable(grads):
+        state = np.random.get_state()
+        if seed is not None:
+            np.random.seed(int(seed) % 2**32)
+        try:
+            with np.errstate(all="ignore"):
+                grads = grads({k: v.copy() for k, v in params.items()}, X.copy(), Y.copy())
+        except Exception as exc:  # the provider's failure is a finding
+            report.verdict = "error"
+            report.notes.append(f"backward raised {type(exc).__name__}: {exc}")
+            report.exception = exc
+            return None
+        finally:
+            np.random.set_state(state)
+    try:
+        return check_grads_structure(net, grads, dtype)
+    except ValueError as exc:
+        report.verdict = "error"
+        report.notes.append(str(exc))
+        report.exception = exc
+        return None
+
+
+def _inconclusive(report: Report, why: str) -> Report:
+    report.verdict = "inconclusive"
+    report.notes.append(why)
+    return report
+
+
+def _judge(k: str, hand: np.ndarray, ref: np.ndarray, budget: np.ndarray, report: Report) -> None:
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(hand.astype(np.float64) - ref)
+    diff = np.where(np.isfinite(diff), diff, np.inf)
+    ratio = diff / budget
+    bad = ratio > 1
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape))
+    scale = max(float(np.max(np.abs(ref))), float(np.finfo(np.float64).tiny))
+    report.checks.append(TensorCheck(pair=PAIR, tensor=k, max_abs=float(np.max(diff)),
+                                     max_rel=float(np.max(diff)) / scale, ratio=float(np.max(ratio)),
+                                     worst=_name(k, worst), ok=not bool(bad.any()), n_bad=int(bad.sum())))
+    if bad.any():
+        report.verdict = "mismatch"
+        report.mismatches.append(Mismatch(pair=PAIR, tensor=k, index=worst, element=_name(k, worst),
+                                          values={"hand": float(hand[worst]), "mpmath": float(ref[worst])},
+                                          budget=float(budget[worst]), ratio=float(ratio[worst]),
+                                          n_bad=int(bad.sum())))
