@@ -156,7 +156,7 @@ def test_progress_labels_tell_fused_from_unfused(monkeypatch: pytest.MonkeyPatch
     import re
 
     drawn = [m.group(1).strip() for part in capsys.readouterr().err.split("\r")
-             if (m := re.match(r"\[[#.]+\]\s+\d+/\d+  (.*)", part)) is not None]
+             if (m := re.match(r"\[[#.]+\]\s+\d+/\d+ architectures,\s+\d+ cases  (.*)", part)) is not None]
     labels = list(dict.fromkeys(drawn))
     assert labels == ["loss bce: 3-4-3 tanh/sigmoid, bce (fused)", "loss bce: 3-4-3 tanh/softmax, bce",
                       "loss bce: 3-4-3 tanh/sigmoid, bce"], labels

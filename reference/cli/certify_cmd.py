@@ -201,7 +201,7 @@ def _run(plan: _Plan, args: argparse.Namespace, err: TextIO) -> float:
     jax_cache = jax_cache_dir(args.jax_cache)
     if plan.n_workers <= 1 and "jax" not in sys.modules:  # Note [JAX compilation cache] in .runner
         use_jax_cache(jax_cache)
-    bar = _Progress(plan.examples * len(plan.jobs), err if show else None)
+    bar = _Progress(len(plan.jobs), err if show else None)
     start = time.perf_counter()
     try:
         with _hypothesis_home():
@@ -215,7 +215,7 @@ def _run(plan: _Plan, args: argparse.Namespace, err: TextIO) -> float:
                         if s.kind == "backward":  # the user's architecture: a bad argument
                             raise UsageError(" ".join(str(exc).split())) from None
                         raise
-                    bar.finish_job(plan.examples)
+                    bar.finish_job(cert.cases)
                     s.certificates.append(cert)
             else:
                 results = _run_parallel(plan.jobs, plan.n_workers, list(args.imports), bar, jax_cache)

@@ -160,9 +160,7 @@ def _run_parallel(jobs: Sequence[_Job], n_workers: int, imports: Sequence[str], 
                 for fut in cf.as_completed(futures):
                     i = futures[fut]
                     results[i] = fut.result()
-                    bar.done += jobs[i].examples
-                    bar.label = f"done: {jobs[i].label()}"
-                    bar.draw()
+                    bar.finish_job(results[i].cases, f"done: {jobs[i].label()}")
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
