@@ -500,13 +500,16 @@ def _abs_jt(a: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
-                 policy: TolerancePolicy | str = DEFAULT_POLICY, *, sharp_output: bool = False) -> Budget:
+                 policy: TolerancePolicy | str = DEFAULT_POLICY, *, outside: bool = False) -> Budget:
     r"""Magnitudes for every gradient element of ``net`` at (params, X, Y); see the module docstring.
 
-    ``sharp_output``: the unfused output's derivative term is the smaller of the textbook
-    :math:`M_g\max(|f'|, 1)` and :math:`M_g|f'| + A_g\max(|f'|, 1)` (docs/tolerances.md section 13),
-    which stays meaningful where a prediction is within :math:`10^{-9}` of 0 or 1 (the textbook
-    form is vacuous there). Off by default: the in-domain budget is unchanged.
+    ``outside``: the magnitudes for the cases outside the float64 oracles' domain, judged against
+    the exact gradient (docs/tolerances.md section 13): the unfused output's derivative term is the
+    smaller of the textbook :math:`M_g\max(|f'|, 1)` and :math:`M_g|f'| + A_g\max(|f'|, 1)`, which
+    stays meaningful where a prediction is within :math:`10^{-9}` of 0 or 1 (the textbook form is
+    vacuous there), and a fused rule's delta carries the output activation's whole forward bound
+    :math:`M_a^{(L)}` instead of :math:`\max(|a|, 1)` (a softmax through logsumexp at
+    :math:`|z| \sim 600` is off by :math:`u|z|`). Off by default: the in-domain budget is unchanged.
 
     All arithmetic here is float64 on float64 copies of the inputs; derivatives come from SymPy
     differentiating the shared definitions. ``policy`` may be a level name (``"strict"``); under
@@ -584,7 +587,8 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
         # so the activation's absolute allowance max(|a|, 1) (the forward's M_a) reaches delta
         # with coefficient max(sum |y|, 1): a sigmoid written 0.5 (1 + tanh(z / 2)) returns
         # 1.3e-14 +- 5e-17 at z = -32, an error of 0.03 ulp(1) in a - y.
-        M_delta = M_delta + np.maximum(aL, 1.0) * np.maximum(np.sum(absY, axis=0, keepdims=True), 1.0) / m_div
+        carried = Ma[-1] if outside else np.maximum(aL, 1.0)  # outside: the whole forward bound (section 13)
+        M_delta = M_delta + carried * np.maximum(np.sum(absY, axis=0, keepdims=True), 1.0) / m_div
     if fa is not None:
         # Unfused: delta = J^T (dl/da), with f' computed to absolute accuracy ~u (see above), and
         # the rounding of a itself moving dl/da by |d2l/da2| |a| (1 - p cancels when p -> 1).
@@ -596,7 +600,7 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
         last = net.activations[-1]
         if last.elementwise:
             term = policy.derivative_term(sens, ga, f1s[-1], u_pair, K)
-            if sharp_output:
+            if outside:
                 term = np.minimum(term, _split_derivative_term(sens, ga, f1s[-1]))
         else:
             term = _abs_jt(aL, sens)
@@ -629,7 +633,7 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     reference = None
     if policy.level != "textbook":
         reference = error_budget(net, params, X, Y, replace(policy, level="textbook"),
-                                 sharp_output=sharp_output).magnitude
+                                 outside=outside).magnitude
     return Budget(ordered, Ma[-1], K, units, policy, reference, exact, cells)
 
 
@@ -673,7 +677,7 @@ def budget_against_exact(net: Network, params: Mapping[str, np.ndarray], X: np.n
                          policy: TolerancePolicy | str = DEFAULT_POLICY) -> dict[str, np.ndarray] | None:
     r"""The per-element budget of a hand gradient (dtype read from ``params``) against the
     high-precision oracle's gradient ``reference``, for the cases the float64 oracles cannot decide
-    (docs/tolerances.md section 13): :meth:`Budget.against_exact` on the ``sharp_output`` magnitudes.
+    (docs/tolerances.md section 13): :meth:`Budget.against_exact` on the ``outside`` magnitudes.
 
     None when the case cannot be decided this way: a kinked unit within rounding reach of its kink,
     a magnitude that overflowed, or a prediction of an unfused probability loss within twice its
@@ -683,7 +687,7 @@ def budget_against_exact(net: Network, params: Mapping[str, np.ndarray], X: np.n
     dtype = np.asarray(params[net.param_names[0]]).dtype
     if not prediction_in_domain(net, params, X, policy):
         return None
-    budget = error_budget(net, params, X, Y, policy, sharp_output=True)
+    budget = error_budget(net, params, X, Y, policy, outside=True)
     if not budget.finite() or budget.kink_ambiguous(dtype):
         return None
     out = budget.against_exact(dtype, reference)

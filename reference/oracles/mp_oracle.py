@@ -18,7 +18,9 @@ Accuracy is *measured*, not assumed: the gradient is computed at ``dps`` and at 
 digits, and accepted when the two agree to :math:`10^{-30}` relative to the largest element
 (otherwise the precision doubles, up to :data:`MAX_DPS`, then the oracle declines). The float64
 values returned are therefore correctly rounded to within one ulp, and the budget of a hand value
-against them is :meth:`Budget.against_exact <handgrad.reference.judge.tolerance.Budget.against_exact>`.
+against them is :func:`~handgrad.reference.judge.tolerance.budget_against_exact` (docs/tolerances.md
+section 13: :meth:`Budget.against_exact` on magnitudes whose unfused output term stays meaningful
+near 0 and 1); :func:`handgrad.reference.judge.outside.referee_outside` decides a case with it.
 
 Small nets only: at most :data:`MAX_PARAMS` parameters and :data:`MAX_BATCH` samples (the cost is
 P tangents times the forward's operations, all in Python objects); larger cases are declined with
