@@ -215,3 +215,20 @@ def test_the_logsumexp_softmax_false_alarm_at_z_600_is_fixed_in_the_model():
     wrong = {k: v.copy() for k, v in StyledBackward(net, "handgrad")(params, X, Y).items()}
     wrong["W1"][2, 0] *= 1 + 1e-9  # a relative error of 1e-9 in one element (16.27) is still caught
     assert _ratio(wrong, ref, budget) > 1
+
+
+@pytest.mark.parametrize("conv", [dict(reduction="sum"), dict(l2=0.05), dict(reduction="sum", l2=0.1, l2_half=True,
+                                                                                   l2_biases=True)])
+def test_the_mp_oracle_differentiates_the_declared_loss(conv):
+    """Inside the float64 domain it agrees with JAX on a declared sum and penalty (Note [Declared loss])."""
+    from handgrad.reference.judge.conventions import Conventions, declared_loss
+    from handgrad.reference.oracles.jax_oracle import jax_grads
+
+    loss = declared_loss("bce", Conventions(**conv), 1)
+    net = hg.Network((2, 3, 1), ["tanh", "sigmoid"], loss, fuse=False)
+    rng = np.random.default_rng(5)
+    params = net.init(rng, bias_scale=0.5)
+    X, Y = rng.standard_normal((2, 4)), rng.uniform(0.1, 0.9, (1, 4))
+    exact, ref = mp_grads_unchecked(net, params, X, Y), jax_grads(net, params, X, Y)
+    for k in net.param_names:
+        np.testing.assert_allclose(exact[k], ref[k], rtol=1e-12, atol=1e-15)

@@ -7,12 +7,14 @@ evaluates the mean batch loss
 
 .. math:: L = \frac1m \sum_s \ell\big(f_L(W^{(L)} \cdots f_1(W^{(1)} x_s + B^{(1)}) \cdots + B^{(L)}), y_s\big)
 
-with every activation's, loss's and fused rule's ``definition`` on :class:`Dual` numbers whose
-value and tangents are mpmath numbers (``mpmath.mp.dps`` digits): one forward pass carries all P
-tangents :math:`\partial/\partial\theta_k`, so the result is the exact gradient up to mpmath's
-rounding, computed from the definitions only -- independent of handgrad's backward, of JAX and of
-SymPy. The derivative of each primitive (exp, log, log1p, expm1, tanh, erf, erfc, sqrt) is written
-here in its relatively accurate form (:math:`\tanh' = 1/\cosh^2`, never :math:`1 - \tanh^2`).
+(the sum instead of the mean, and an L2 penalty added, when the loss declares them: Note [Declared
+loss] in ``judge/conventions.py``) with every activation's, loss's and fused rule's ``definition``
+on :class:`Dual` numbers whose value and tangents are mpmath numbers (``mpmath.mp.dps`` digits):
+one forward pass carries all P tangents :math:`\partial/\partial\theta_k`, so the result is the
+exact gradient up to mpmath's rounding, computed from the definitions only -- independent of
+handgrad's backward, of JAX and of SymPy. The derivative of each primitive (exp, log, log1p,
+expm1, tanh, erf, erfc, sqrt) is written here in its relatively accurate form (:math:`\tanh' =
+1/\cosh^2`, never :math:`1 - \tanh^2`).
 
 Accuracy is *measured*, not assumed: the gradient is computed at ``dps`` and at ``dps + 20``
 digits, and accepted when the two agree to :math:`10^{-30}` relative to the largest element
@@ -39,6 +41,10 @@ from handgrad import NUMPY_OPS, Network, Params
 
 __all__ = ["FLOAT64_MARGIN", "FLOAT64_Z_MAX", "MAX_BATCH", "MAX_DPS", "MAX_PARAMS", "Dual",
            "float64_domain", "mp_grads", "mp_grads_unchecked"]
+
+FOLLOWS_DECLARED_LOSS = True
+"""Note [Declared loss] (judge/conventions.py): a declared ``reduction="sum"`` and L2 penalty are
+part of the loss this oracle differentiates."""
 
 MAX_PARAMS = 200
 MAX_BATCH = 16
@@ -212,7 +218,14 @@ def _gradient(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: 
             a = act.definition(z, ops)
         rule = net.fused_rule
         per_sample = rule.definition(z, y, ops) if rule is not None else net.loss.definition(a, y, ops)
-        total = np.sum(np.asarray(per_sample, dtype=object)) / X.shape[1]
+        total = np.sum(np.asarray(per_sample, dtype=object))
+        # Note [Declared loss] (judge/conventions.py): the batch reduction and the penalty declared.
+        if getattr(net.loss, "reduction", "mean") != "sum":
+            total = total / X.shape[1]
+        if getattr(net.loss, "has_penalty", False):
+            for name in names:
+                if net.loss.penalized(name):
+                    total = total + np.sum(np.asarray(net.loss.penalty_terms(duals[name], ops), dtype=object))
         if not isinstance(total, Dual):
             return [zero] * P
         return [+g for g in total.d]  # unary plus rounds to the working precision
