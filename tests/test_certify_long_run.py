@@ -51,6 +51,23 @@ def test_a_run_estimated_above_a_minute_warns_before_the_first_case(slow_machine
     assert not cert.ok and calls  # the run still went ahead (a warning, not a refusal)
 
 
+def test_the_warning_points_at_the_caller_through_every_entry(slow_machine: scale.CostModel) -> None:
+    import dataclasses
+
+    from handgrad.reference import certify_network
+
+    import handgrad as hg
+
+    act = dataclasses.replace(hg.get_activation("tanh"), name="long_run_tanh")  # not registered
+    net = hg.Network((2, 3, 1), [act, "sigmoid"])
+    for call in (lambda: certify_backward(_raising([]), (2, 3, 1), [act, "sigmoid"], raise_on_failure=False),
+                 lambda: certify_backward(_raising([]), net, raise_on_failure=False),
+                 lambda: certify_network(net, raise_on_failure=False)):
+        with pytest.warns(LongRunWarning) as record:
+            call()
+        assert [r.filename for r in record] == [__file__]
+
+
 def test_expect_long_silences_the_warning(slow_machine: scale.CostModel) -> None:
     calls: list[int] = []
     with warnings.catch_warnings():

@@ -25,6 +25,7 @@ output units), the convention of every oracle here (see ``docs/conventions.md``)
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -343,7 +344,17 @@ def _warn_if_long(arch: Architecture, traps: Sequence[CaseSpec], examples: int, 
     warnings.warn(f"certifying {'-'.join(map(str, arch.sizes))} over {cases} cases ({len(traps)} traps and "
                   f"{examples} examples, batch up to {max_batch}) is estimated at {seconds:.0f} s on the reference "
                   f"machine (more than {LONG_RUN_SECONDS:.0f} s); pass expect_long=True to silence this warning, "
-                  "or lower examples= or max_batch=", LongRunWarning, stacklevel=3)
+                  "or lower examples= or max_batch=", LongRunWarning, stacklevel=_outside_this_module())
+
+
+def _outside_this_module() -> int:
+    """The ``stacklevel`` of the first caller outside this module (``certify_backward`` may have
+    called itself, through ``certify_network`` or the conventions), for a warning that points at
+    the user's line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _label_kinds(labels: str | Sequence[str] | None, loss: hg.Loss) -> tuple[str, ...]:
