@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from handgrad.reference.cli.progress import _Progress
 
 
@@ -12,7 +13,8 @@ def _last(stream: io.StringIO) -> str:
     return stream.getvalue().split("\r")[-1].rstrip()
 
 
-def test_the_bar_counts_architectures_and_the_cases_run() -> None:
+def test_the_bar_counts_architectures_and_the_cases_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a terminal wide enough that the line is not cut
     out = io.StringIO()
     bar = _Progress(4, out, width=8)
     bar.job("loss bce: 3-4-3 tanh/sigmoid, bce (fused)")
