@@ -87,6 +87,13 @@ USER_CODE = textwrap.dedent('''
 
 
     model = ArticleModel()
+
+
+    def bce_net(params, X, Y):
+        """handgrad's own 3-4-1 tanh/sigmoid BCE backward, as a user's function."""
+        import handgrad as hg
+
+        return hg.Network((3, 4, 1), ["tanh", "sigmoid"], "bce").backward(params, X, Y)
 ''')
 
 CS231N = ["--arch", "4-5-3", "--activation", "relu,softmax", "--loss", "cross_entropy",
@@ -235,6 +242,25 @@ def test_the_declarations_are_what_certify_backward_receives(user_dir: Path, mon
     assert kwargs["conventions"] == Conventions(layout="rows", names="W1/b1", labels="integer")
     assert "declared: layout rows, names W1/b1, labels integer; policy strict, quorum 0.5, " \
            "nondeterminism tolerance 1e-12" in out
+
+
+def test_declaring_conventions_but_not_labels_draws_every_label_family(
+        user_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--names alone (labels left at their default) still draws BCE's exact 0/1 labels, as a run
+    without declarations does; only a declared --labels narrows the families."""
+    rc = main(["certify", "--backward", f"{USER_MODULE}:bce_net", "--arch", "3-4-1", "--activation", "tanh,sigmoid",
+               "--loss", "bce", "--names", "W1/B1", "--examples", "2", "--oracles", "sympy,jax", "--quiet",
+               "--report-dir", str(user_dir)])
+    assert rc == 0, capsys.readouterr().out
+    (cert,) = json.loads((user_dir / "handgrad-report.json").read_text())["subjects"][0]["certificates"]
+    assert {"hard", "soft"} <= set(cert["decided"]["labels"])
+    capsys.readouterr()
+    rc = main(["certify", "--backward", f"{USER_MODULE}:bce_net", "--arch", "3-4-1", "--activation", "tanh,sigmoid",
+               "--loss", "bce", "--labels", "binary", "--examples", "2", "--oracles", "sympy,jax", "--quiet",
+               "--report-dir", str(user_dir)])
+    assert rc == 0, capsys.readouterr().out
+    (cert,) = json.loads((user_dir / "handgrad-report.json").read_text())["subjects"][0]["certificates"]
+    assert set(cert["decided"]["labels"]) == {"hard"}
 
 
 def test_the_default_quorum_is_certify_backwards() -> None:
