@@ -45,15 +45,18 @@ def test_case_specs_carry_the_drawn_architecture(spec: CaseSpec) -> None:
 
 
 def _recorded_batches(monkeypatch: pytest.MonkeyPatch, **kwargs) -> Counter:
-    """Run certify_backward with the referee replaced by a recorder (no oracle is consulted): what
-    is tested is what certify draws."""
+    """Run certify_backward with the referee (and the scale path, which drawn widths up to 30 reach)
+    replaced by a recorder (no oracle is consulted): what is tested is what certify draws."""
     seen: Counter = Counter()
 
     def recorder(net, params, X, Y, backward, **_):
         seen[(net.sizes, X.shape[1])] += 1
         return Report(net.describe(), str(X.dtype), X.shape[1], "certified")
 
+    from handgrad.reference.judge import scale as scale_module
+
     monkeypatch.setattr(certify_module, "referee", recorder)
+    monkeypatch.setattr(scale_module, "scale_referee", recorder)  # nets above SCALE_MIN_PARAMS
     cert = certify_module.certify_backward(lambda p, X, Y: p, oracles=("jax", "fd"), **kwargs)
     assert cert.cases == sum(seen.values())
     return seen
