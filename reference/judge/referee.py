@@ -63,6 +63,7 @@ from .tolerance import DEFAULT_POLICY, Budget, TolerancePolicy, error_budget
 __all__ = [
     "ORACLES",
     "GradsStructureError",
+    "provider_grads",
     "Mismatch",
     "Report",
     "TensorCheck",
@@ -234,7 +235,7 @@ def referee(
     # 2. The provider's output, in words.
     if not (isinstance(nondeterminism_tolerance, int | float) and nondeterminism_tolerance >= 0):
         raise ValueError(f"nondeterminism_tolerance must be a number >= 0, got {nondeterminism_tolerance!r}")
-    hand = _provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance, keys, conv)
+    hand = provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance, keys, conv)
     if hand is None:
         _describe_for_user(params, X, Y, conv, report)
         return report
@@ -318,7 +319,7 @@ def _diagnose(net: Network, hand: Params, refs: Mapping[str, Params], used: Mapp
     report.diagnoses = tuple(found)
 
 
-def _provider_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
+def provider_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
                     grads: Mapping[str, np.ndarray] | Backward, dtype: np.dtype, report: Report,
                     seed: int | None = None, nondeterminism_tolerance: float = 0.0,
                     keys: Sequence[str] | None = None, conv: Any = None) -> Params | None:

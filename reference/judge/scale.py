@@ -54,7 +54,7 @@ from ..oracles.directional import (
     sample_elements,
     tensor_directions,
 )
-from .referee import _provider_grads
+from .referee import provider_grads
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, TolerancePolicy, error_budget
 
@@ -246,7 +246,7 @@ def scale_referee(
     Args:
       net, params, X, Y: the case, as for :func:`~handgrad.reference.judge.referee.referee`.
       grads: the hand gradients (dict ``W1, B1, ...``) or ``backward(params, X, Y)``, called as the
-        referee calls it (its call phase, ``referee._provider_grads``): twice on fresh copies,
+        referee calls it (its call phase, ``referee.provider_grads``): twice on fresh copies,
         ``np.random`` seeded from ``seed`` for each call, the two results compared
         (``nondeterminism_tolerance``), arguments modified in place noted, malformed output an
         ``error`` in words.
@@ -272,7 +272,7 @@ def scale_referee(
     lap: dict[str, float] = timings if timings is not None else {}
 
     # The referee's call phase, so the scale path checks what the referee checks.
-    hand = _provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance)
+    hand = provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance)
     if hand is None:
         return report
 
