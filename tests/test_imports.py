@@ -15,7 +15,7 @@ HEAVY = ("hypothesis", "sympy", "jax", "mpmath", "optax", "symengine")
 JUDGE_NAMES = ["CaseSpec", "Certificate", "CertificationError", "DEFAULT_POLICY", "Mismatch", "ORACLES",
                "Report", "RunSummary", "SCALES", "TensorCheck", "TolerancePolicy", "Architecture", "build_case",
                "certify_backward", "certify_network", "error_budget", "referee", "Conventions", "wrap_backward",
-               "Diagnosis", "diagnose"]
+               "Diagnosis", "diagnose", "LongRunWarning"]
 
 
 def _loaded(code: str, cwd: Path | None = None) -> list[str]:
