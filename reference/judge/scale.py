@@ -31,10 +31,12 @@ number of cases and the batch size, before it starts (for ``certify_backward`` a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +56,14 @@ from ..oracles.directional import (
     sample_elements,
     tensor_directions,
 )
-from .referee import provider_grads
+from .referee import (
+    _conventions_of,
+    _describe_for_user,
+    _diagnose,
+    _user_names,
+    _without_declared_biases,
+    provider_grads,
+)
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, TolerancePolicy, error_budget
 
@@ -239,6 +248,7 @@ def scale_referee(
     reproduce: str = "",
     timings: dict[str, float] | None = None,
     nondeterminism_tolerance: float = 0.0,
+    conventions: Any = None,
 ) -> Report:
     r"""Referee one case of a large network: hand vs JAX on every element, hand vs finite
     differences elementwise on a covering sample and along directions (module docstring).
@@ -258,6 +268,10 @@ def scale_referee(
       timings: if given, filled with seconds per phase (``budget``, ``jax``, ``fd``, ``compare``).
       nondeterminism_tolerance: how far the two calls of a backward function may differ
         (relative; 0: bitwise equal), as for the referee.
+      conventions: the user's declared conventions, as for the referee (default: those a wrapped
+        backward carries): layers declared without a bias get B = 0 and their B is not asked for
+        (it is compared as the reference's own value), failures describe the case as the user's
+        code received it, and a mismatch is diagnosed in the user's names.
 
     Returns:
       a :class:`~handgrad.reference.judge.reports.Report`; its notes state the coverage.
@@ -267,13 +281,18 @@ def scale_referee(
         raise ValueError(f"nondeterminism_tolerance must be a number >= 0, got {nondeterminism_tolerance!r}")
     dtype = net.check_params(params)
     net.check_batch(params, X, Y)
+    conv = _conventions_of(conventions, grads)
+    params, keys, bias_note = _without_declared_biases(net, params, conv)
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce, seed=seed)
+    if bias_note:
+        report.notes.append(bias_note)
     clock = time.perf_counter
     lap: dict[str, float] = timings if timings is not None else {}
 
     # The referee's call phase, so the scale path checks what the referee checks.
-    hand = provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance)
+    hand = provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance, keys, conv)
     if hand is None:
+        _describe_for_user(params, X, Y, conv, report)
         return report
 
     t0 = clock()
@@ -306,6 +325,8 @@ def scale_referee(
     names = net.param_names
     b64 = budget.against(np.float64)
     hand_budget = budget.against(dtype)
+    # A B declared absent is not the user's claim: it takes the reference's value (compared equal).
+    hand = {k: (hand[k] if k in hand else jax_g[k].astype(dtype)) for k in names}
     planned = DirectionSet(dirs)
     groups = _groups(dirs)
     jax_pair = _Pair("JAX", jax_g, b64, planned)
@@ -333,13 +354,13 @@ def scale_referee(
         return report
 
     # 4. Hand vs JAX on every element, hand vs finite differences along every direction.
-    checks, mismatches = _elementwise_checks(hand, jax_g, hand_budget, "hand vs JAX", names)
+    checks, mismatches = _elementwise_checks(hand, jax_g, hand_budget, "hand vs JAX", keys)
     report.checks.extend(checks)
     report.mismatches.extend(mismatches)
     fd_checks, failing = _directional_checks(hand_pair, fd, dirs, value, error, usable, names, groups)
     failing = _recheck(forward, dirs, res.step, value, error, failing, hand_pair)
     fd_checks, _ = _directional_checks(hand_pair, fd, dirs, value, error, usable, names, groups)
-    report.checks.extend(fd_checks)
+    report.checks.extend(c for c in fd_checks if c.tensor in keys or c.tensor not in names)
     if failing:
         pinned, note = _pin(forward, dirs, failing, hand_pair, hand, jax_g, hand_budget, value, error)
         report.mismatches.extend(pinned)
@@ -352,7 +373,11 @@ def scale_referee(
             if mm.tensor not in seen:
                 seen.add(mm.tensor)
                 unique.append(mm)
-        report.mismatches = unique
+        report.mismatches = [_in_users_names(mm, conv) for mm in unique]
+        used = {"jax": {k: (hand_budget[k], None) for k in names if k in keys}}
+        _diagnose(net, {k: hand[k] for k in keys}, {"jax": {k: jax_g[k] for k in keys}}, used, params, X, Y,
+                  conv, report)
+        _describe_for_user(params, X, Y, conv, report)
     n_kink = int(res.kink.sum())
     if n_kink:
         report.notes.append(f"{n_kink} direction(s) crossed a kink of an activation and were not used")
@@ -360,6 +385,12 @@ def scale_referee(
     report.notes.append(coverage.sentence())
     lap["compare"] = clock() - t0
     return report
+
+
+def _in_users_names(mm: Mismatch, conv: Any) -> Mismatch:
+    """The mismatch with the user's name of its element beside the article's (as the referee's)."""
+    label, user_tensor = _user_names(mm.tensor, tuple(mm.index), conv)
+    return dataclasses.replace(mm, label=label, user_tensor=user_tensor) if label else mm
 
 
 def _recheck(forward: StackedForward, dirs: Sequence[Direction], steps: np.ndarray, value: np.ndarray,
