@@ -85,9 +85,26 @@ def test_code_with_the_suites_convention_is_refused_under_the_other_declaration(
     cert = certify_backward(Textbook(list(ACTS)), (2, 3, 3, 1), acts, examples=6, raise_on_failure=False)
     assert not cert.ok
     assert "your backward uses relu[right]'(0) = 0" in cert.text(), cert.text()
+    assert "declare it: hg.at_kink('relu', 'left'), named 'relu'" in cert.text()
 
 
 def test_without_the_declaration_relu_prime_one_is_still_refused() -> None:
     cert = certify_backward(ReluPrimeOneAtZero(list(ACTS)), (2, 3, 3, 1), list(ACTS), examples=6,
                             raise_on_failure=False)
     assert not cert.ok and "your backward uses relu'(0) = 1" in cert.text()
+    assert "if yours is intended, declare it: hg.at_kink('relu', 'right'), named 'relu[right]'" in cert.text()
+
+
+def test_the_declared_object_is_certified_without_registering_it() -> None:
+    act = hg.at_kink("relu", "right")
+    cert = certify_backward(ReluPrimeOneAtZero(list(ACTS)), (2, 3, 3, 1), [act, act, "sigmoid"], examples=6)
+    assert cert.ok and act.name not in hg.activation_names()
+
+
+def test_elements_decided_at_a_kink_do_not_fill_the_worst_ratio_column() -> None:
+    # The exact-kink trap's elements are decided against a one-sided quotient; their distance to the
+    # central quotient (half the jump) used to be shown as err/budget 0.99999 for every relu subject.
+    cert = certify_backward(Textbook(list(ACTS)), (2, 3, 3, 1), list(ACTS), examples=6)
+    assert cert.ok and cert.traps["relu exactly at its kink (dyadic)"] == "certified"
+    worst = max(t["ratio"] for t in cert.per_tensor.values())
+    assert worst < 0.5, cert.text()

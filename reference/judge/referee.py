@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad import NUMPY_OPS, Network, Params
+from handgrad import NUMPY_OPS, Network, Params, at_kink
 from handgrad.notation import code_name, element_name, is_parameter_name
 from handgrad.validation import check_positive_int
 
@@ -130,7 +130,11 @@ def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: 
     diff = np.where(np.isfinite(diff), diff, np.inf)
     ratio = diff / budget
     if ok_mask is not None:
-        ratio = np.where(ok_mask, np.minimum(ratio, 1.0), ratio)
+        # Elements decided against a one-sided quotient at a kink (the step crossed it): their
+        # distance to the central quotient measures nothing, so they are left out of the shown
+        # maxima (they pass; a mismatch there would have been found against the one-sided quotient).
+        ratio = np.where(ok_mask, 0.0, ratio)
+        diff = np.where(ok_mask, 0.0, diff)
     bad = ratio > 1.0
     # Relative error of the tensor: the largest difference over the tensor's largest reference entry
     # (an elementwise ratio is meaningless where the true gradient is ~0, as in saturated units).
@@ -614,7 +618,8 @@ def _name_kink_convention(net: Network, hand: Params, refs: Mapping[str, Params]
     if other_side:
         name, k0, d_conv, d_other = conv
         report.notes.insert(0, f"your backward uses {name}'({k0:g}) = {d_other:g}; this suite's convention is "
-                               f"{name}'({k0:g}) = {d_conv:g} (a pre-activation sits exactly on the kink)")
+                               f"{name}'({k0:g}) = {d_conv:g} (a pre-activation sits exactly on the kink)"
+                               f"{_declaration_hint(name)}")
 
 
 def _diagnosis_budgets(used: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
@@ -622,6 +627,18 @@ def _diagnosis_budgets(used: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[
     kink inside the finite-difference step decided the element (it constrains nothing there)."""
     return {src: {k: (bud if bracket is None else np.where(bracket, np.inf, bud)) for k, (bud, bracket) in per.items()}
             for src, per in used.items()}
+
+
+def _declaration_hint(name: str) -> str:
+    """How to declare the other convention when the activation is a built-in piecewise one."""
+    right = name.endswith("[right]")
+    side = "left" if right else "right"
+    try:
+        other = at_kink(name, side)
+    except ValueError:
+        return ""
+    base = name.removesuffix("[right]")
+    return f"; if yours is intended, declare it: hg.at_kink({base!r}, {side!r}), named {other.name!r}"
 
 
 def _kink_bracket(hand: np.ndarray, fd: Any, k: str, hand_budget: np.ndarray) -> np.ndarray:
