@@ -646,3 +646,14 @@ def test_certify_backward_cs231n_rows_with_integer_labels():
     with pytest.raises(CertificationError, match="NOT CERTIFIED"):
         certify_backward(lambda p, X, y: cs231n_loss(p, X, y, bug="sum over the batch"), (4, 5, 3),
                          ["relu", "softmax"], "cross_entropy", conventions=CS231N, examples=6)
+
+
+def test_default_declared_labels_keep_bces_exact_zero_one_labels() -> None:
+    r"""Conventions left at labels="distribution" narrow the cross entropies to normalized labels
+    but must not drop BCE's exact 0/1 targets (a Bernoulli target is a distribution over {0, 1})."""
+    from handgrad.reference import certify_backward
+
+    net = hg.Network((3, 4, 1), ["tanh", "sigmoid"], "bce")
+    cert = certify_backward(net.backward, (3, 4, 1), ["tanh", "sigmoid"], "bce",
+                            conventions=Conventions(names="W1/B1"), examples=4)
+    assert cert.ok and {"hard", "soft"} <= set(cert.to_dict()["decided"]["labels"]), cert.text()

@@ -116,12 +116,6 @@ def _run_job(job: _Job, backward: Callable[..., Any] | None = None,
         backward = hg.Network(job.sizes, list(job.activations), job.loss, fuse=job.fuse).backward
     subject = job.subject if job.kind == "backward" else f"{job.subject} (handgrad backward)"
     options = job.declared.certify_options()
-    if options["conventions"] is not None and options["conventions"].labels == "distribution":
-        # Labels left at their default declare nothing: draw every family the loss admits (0/1
-        # labels for BCE included), as without conventions; certify_backward narrows them otherwise.
-        from ..cases.spec import label_kinds
-
-        options["labels"] = label_kinds(job.loss)
     return certify_backward(backward, job.sizes, list(job.activations), job.loss, fuse=job.fuse, dtype=job.dtype,
                             examples=job.examples, vary_shapes=job.vary_shapes, max_width=job.max_width,
                             oracles=job.oracles, seed=job.seed, raise_on_failure=False, progress=progress,

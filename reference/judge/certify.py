@@ -235,8 +235,11 @@ def certify_backward(
 
 
 _FAMILIES_OF_DECLARED_LABELS = {"soft": ("soft",), "onehot": ("onehot",), "integer": ("onehot",),
-                                "binary": ("hard",), "distribution": ("onehot", "soft")}
-"""The case design's label families for each label kind a user may declare (real targets: all)."""
+                                "binary": ("hard",), "distribution": ("onehot", "soft", "hard")}
+"""The case design's label families for each label kind a user may declare (real targets: all),
+intersected with the loss's own families. ``"distribution"`` (the default) is every normalized
+family: one-hot and soft for the cross entropies, exact 0/1 and soft for BCE (a Bernoulli
+target is a distribution over {0, 1}); only the cross entropies' unnormalized labels are left out."""
 
 
 def _certify_in_conventions(backward: Any, sizes: Sequence[int], activations: Any, loss: str | hg.Loss,
