@@ -127,3 +127,20 @@ def test_the_pages_code_blocks_are_the_tested_examples_verbatim():
         source = (ROOT / name).read_text(encoding="utf-8")
         for chunk in re.split(r"^\s*\.\.\.\n", body, flags=re.M):  # a line '...' elides a part of the file
             assert chunk.strip() and chunk in source, f"{name}: not verbatim:\n{chunk}"
+
+
+def test_a_failure_in_declared_conventions_says_how_to_rebuild_its_declared_loss() -> None:
+    from handgrad.reference import Conventions, certify_backward
+
+    import handgrad as hg
+
+    net = hg.Network((3, 4, 2), ["tanh", "identity"], "squared_error")
+
+    def quartered(params, X, Y):  # neither the mean over the 2 outputs nor anything declared
+        return {k: v / 4 for k, v in net.backward(params, X, Y).items()}
+
+    cert = certify_backward(quartered, (3, 4, 2), ["tanh", "identity"], "squared_error",
+                            conventions=Conventions(reduction="mean_all"), examples=3, raise_on_failure=False)
+    assert not cert.ok
+    assert ("register the declared loss 'squared_error[mean over 2 outputs]' again" in cert.text()
+            and "declared_loss('squared_error', conventions, 2)" in cert.text()), cert.text()

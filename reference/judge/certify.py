@@ -258,11 +258,24 @@ def _certify_in_conventions(backward: Any, sizes: Sequence[int], activations: An
         allowed = label_kinds(decl)
         options["labels"] = tuple(k for k in _FAMILIES_OF_DECLARED_LABELS.get(conventions.labels, allowed)
                                   if k in allowed) or None
+    raise_on_failure = options.pop("raise_on_failure")
     with registered_loss(decl):
         net = hg.Network(sizes, activations, decl, fuse=options["fuse"])
         wrapped = wrap_backward(backward, conventions, net, method=method)
         subject = options.pop("subject") or getattr(backward, "__qualname__", None) or type(backward).__name__
-        return certify_backward(wrapped, sizes, activations, decl, subject=subject, **options)
+        cert = certify_backward(wrapped, sizes, activations, decl, subject=subject, raise_on_failure=False,
+                                **options)
+    if cert.failure is not None and decl.name != getattr(loss, "name", loss):
+        base = getattr(loss, "name", loss)
+        cert.failure.notes.append(
+            f"to rebuild this case, register the declared loss {decl.name!r} again (it exists only during "
+            f"certify_backward): with registered_loss(declared_loss({base!r}, conventions, {net.sizes[-1]})): "
+            "build_case(...) as below, then referee(net, params, X, Y, wrap_backward(your_code, conventions, net)) "
+            "(from handgrad.reference.judge.conventions; docs/certify-your-backward.md section 6)")
+    if raise_on_failure and not cert.ok:
+        cause = cert.failure.exception if cert.failure is not None else None
+        raise CertificationError(cert) from cause
+    return cert
 
 
 def _architecture_arguments(sizes: Any, activations: Any, loss: Any,
