@@ -156,6 +156,17 @@ def test_an_undeclared_l2_term_is_estimated_and_shown(case):
     assert "l2=0.1" in d.sentence and "l2_half=True" in d.sentence and "least squares" in d.sentence
 
 
+def test_a_budget_at_the_float64_floor_does_not_overflow_the_l2_estimate(case):
+    # A dead unit's budget can sit at ~1e-306; 1/b^2 alone overflows (a RuntimeWarning, an error here).
+    g, params, budgets = case[4], case[1], case[6]
+    floor = {k: v.copy() for k, v in budgets.items()}
+    floor["W2"][0, 0] = 1e-306
+    hand = {k: v + (0.2 * params[k] if k[0] == "W" else 0) for k, v in g.items()}
+    hand["W2"][0, 0] = case[5]["jax"]["W2"][0, 0] + 0.2 * params["W2"][0, 0]
+    found = run(case, hand, budgets=floor)
+    assert causes(found) == ["l2"] and found[0].evidence["coefficient"] == pytest.approx(0.2, rel=1e-9)
+
+
 def test_a_declared_l2_term_missing_or_doubled(case):
     g, params = case[4], case[1]
     conv = Conventions(l2=0.1)  # penalty 0.1 sum W^2: gradient 0.2 W

@@ -352,9 +352,15 @@ def _l2(c: _Case) -> list[Diagnosis]:
     else:
         # Weighted least squares over every weight element: r = hand - ref = coef * W.
         num = den = 0.0
+        buds = {k: c.budget(next(iter(c.refs)), k) for k in weights}
+        good = {k: np.isfinite(b) & (b > 0) for k, b in buds.items()}
+        # Weights 1/b^2 taken relative to the largest finite budget of all weight tensors (the same
+        # scale for every tensor, so the estimate is unchanged): a budget at the float64 floor
+        # (~1e-306, a dead unit) would overflow 1/b^2 on its own.
+        top = max((float(np.max(b[good[k]])) for k, b in buds.items() if good[k].any()), default=1.0)
         for k in weights:
-            b = c.budget(next(iter(c.refs)), k)
-            wts = np.where(np.isfinite(b) & (b > 0), 1.0 / np.where(b > 0, b, 1.0) ** 2, 0.0)
+            b, ok = buds[k], good[k]
+            wts = np.where(ok, 1.0 / np.maximum(np.where(ok, b, top) / top, 1e-150) ** 2, 0.0)
             r = c.h64[k] - c.ref(k)
             num += float(np.sum(wts * r * W[k]))
             den += float(np.sum(wts * W[k] ** 2))
