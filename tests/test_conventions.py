@@ -419,12 +419,11 @@ def _oracles_follow(loss) -> bool:
 
 
 def test_cs231n_with_its_l2_declared():
-    """Certified once the oracles differentiate the declared penalty (docs/users-code.md); the 2 of
+    """Certified: the oracles differentiate the declared penalty (docs/users-code.md); the 2 of
     ``2 * reg * W`` forgotten is then refused and diagnosed as half the declared coefficient."""
     conv = CS231N.with_(l2=0.05)
     loss = declared_loss("cross_entropy", conv, 3)
-    if not _oracles_follow(loss):
-        pytest.skip("the oracles do not differentiate a declared L2 penalty yet (issue 11 wiring)")
+    assert _oracles_follow(loss)  # every oracle and the budget follow the declared loss
     net = hg.Network((4, 5, 3), ["relu", "softmax"], loss)
 
     def good(p, X, y):
@@ -444,8 +443,7 @@ def test_cs231n_with_its_l2_declared():
 def test_cs231n_with_the_sum_declared():
     conv = CS231N.with_(reduction="sum")
     loss = declared_loss("cross_entropy", conv, 3)
-    if not _oracles_follow(loss):
-        pytest.skip("the oracles do not follow reduction='sum' yet (issue 11 wiring)")
+    assert _oracles_follow(loss)  # every oracle and the budget follow the declared loss
     net = hg.Network((4, 5, 3), ["relu", "softmax"], loss)
 
     def summed(p, X, y):
