@@ -420,10 +420,14 @@ class _Runner:
         """One case: its outcome (``certified``, ``inconclusive``, ``outside``, or a failure
         verdict, in which case the report is kept as the first failure)."""
         case_net, params, X, Y = build_case(spec, self.dt, filter_domain=False)
-        if not in_domain(case_net, params, X):
-            self.cert.tally(spec.scale, "outside")
-            return "outside"
-        report = self._referee(case_net, params, X, Y, spec)
+        if in_domain(case_net, params, X):
+            report = self._referee(case_net, params, X, Y, spec)
+        else:
+            outside = self._outside(case_net, params, X, Y, spec)
+            if outside is None:
+                self.cert.tally(spec.scale, "outside")
+                return "outside"
+            report = outside
         report.seed = spec.seed
         if report.verdict in ("mismatch", "error"):
             if spec.trap:
@@ -523,14 +527,33 @@ class _Runner:
     def _replay(self, spec: CaseSpec) -> None:
         """A shrink step: referee ``spec`` and raise if it fails, without counting it."""
         case_net, params, X, Y = build_case(spec, self.dt, filter_domain=False)
-        if not in_domain(case_net, params, X):
+        report = (self._referee(case_net, params, X, Y, spec) if in_domain(case_net, params, X)
+                  else self._outside(case_net, params, X, Y, spec))
+        if report is None:
             from hypothesis import assume
 
             assume(False)
-        report = self._referee(case_net, params, X, Y, spec)
+            return
         report.seed = spec.seed
         if report.verdict in ("mismatch", "error"):
             _fail(report)
+
+    def _outside(self, net: hg.Network, params: hg.Params, X: np.ndarray, Y: np.ndarray,
+                 spec: CaseSpec) -> Report | None:
+        """A case outside the float64 oracles' domain, decided against the mpmath oracle with the
+        budget of docs/tolerances.md section 13 (:func:`~handgrad.reference.judge.outside.referee_outside`);
+        None (counted "outside") when it is inside float64's domain but not the hand dtype's, or
+        when the mpmath oracle or the budget cannot decide it (more than 200 parameters, a
+        prediction a correct forward may round onto 0 or 1, ...)."""
+        from ..oracles.mp_oracle import float64_domain
+        from .outside import referee_outside
+
+        if float64_domain(net, params, X):
+            return None
+        report = referee_outside(net, params, X, Y, self.backward, policy=self.policy,
+                                 reproduce=spec.reproduce(self.dt), seed=spec.numpy_seed,
+                                 nondeterminism_tolerance=self.tol)
+        return None if report.verdict == "inconclusive" else report
 
     def _referee(self, net: hg.Network, params: hg.Params, X: np.ndarray, Y: np.ndarray, spec: CaseSpec) -> Report:
         """The elementwise referee, or above :data:`~handgrad.reference.judge.scale.SCALE_MIN_PARAMS`

@@ -24,7 +24,7 @@ import numpy as np
 from handgrad import Network, Params
 
 from ..oracles.mp_oracle import float64_domain, mp_grads_unchecked
-from .referee import _name, check_grads_structure
+from .referee import _name, provider_grads
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, TolerancePolicy, budget_against_exact
 
@@ -37,15 +37,18 @@ PAIR = "hand vs mpmath"
 def referee_outside(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
                     grads: Mapping[str, np.ndarray] | Callable[[Params, np.ndarray, np.ndarray], Params], *,
                     policy: TolerancePolicy | str = DEFAULT_POLICY, reproduce: str = "",
-                    seed: int | None = None) -> Report:
+                    seed: int | None = None, nondeterminism_tolerance: float = 0.0) -> Report:
     """Referee a case outside the float64 oracles' domain against the mpmath oracle.
 
     Steps: (1) the case must be outside (``ValueError`` otherwise: the ordinary referee decides it);
     (2) the exact gradient (the oracle declines: inconclusive); (3) the budget (None: inconclusive,
     with the reason -- before the backward is called, since a correct one may return inf there);
-    (4) the hand gradients, a dict or ``backward(copy_of_params, X.copy(), Y.copy())`` called once
-    with ``np.random`` seeded from ``seed`` (restored after), checked for structure; (5) every
-    element compared, the worst element of each failing tensor recorded with both values.
+    (4) the hand gradients, a dict or a backward called through the referee's call phase
+    (:func:`~handgrad.reference.judge.referee.provider_grads`: twice on fresh copies, ``np.random``
+    seeded from ``seed``, the calls compared within ``nondeterminism_tolerance``, in-place changes
+    noted, the structure checked), numpy's floating-point warnings off while it runs (a correct
+    backward may overflow harmlessly out here); (5) every element compared, the worst element of
+    each failing tensor recorded with both values.
     """
     net.check_batch(params, X, Y)
     if float64_domain(net, params, X):
@@ -62,37 +65,13 @@ def referee_outside(net: Network, params: Mapping[str, np.ndarray], X: np.ndarra
     if budget is None:
         return _inconclusive(report, "no meaningful budget: a prediction a correct forward may round onto 0 or 1, "
                                      "a kink within rounding reach, or a magnitude beyond float64")
-    hand = _hand(net, params, X, Y, grads, dtype, seed, report)
+    with np.errstate(all="ignore"):
+        hand = provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance)
     if hand is None:
         return report
     for k in net.param_names:
         _judge(k, hand[k], ref[k], budget[k], report)
     return report
-
-
-def _hand(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray, grads: object,
-          dtype: np.dtype, seed: int | None, report: Report) -> Params | None:
-    if callable(grads):
-        state = np.random.get_state()
-        if seed is not None:
-            np.random.seed(int(seed) % 2**32)
-        try:
-            with np.errstate(all="ignore"):
-                grads = grads({k: v.copy() for k, v in params.items()}, X.copy(), Y.copy())
-        except Exception as exc:  # the provider's failure is a finding
-            report.verdict = "error"
-            report.notes.append(f"backward raised {type(exc).__name__}: {exc}")
-            report.exception = exc
-            return None
-        finally:
-            np.random.set_state(state)
-    try:
-        return check_grads_structure(net, grads, dtype)
-    except ValueError as exc:
-        report.verdict = "error"
-        report.notes.append(str(exc))
-        report.exception = exc
-        return None
 
 
 def _inconclusive(report: Report, why: str) -> Report:
