@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from handgrad.reference import CaseSpec, build_case, certify_backward, referee
-from handgrad.reference.cases.bug_catalog import Textbook
+from handgrad.reference.cases.bug_catalog import ReluPrimeOneBelowLayer1, Textbook
 from handgrad.reference.cases.traps import trap_specs
 from handgrad.reference.judge.tolerance import error_budget
 
@@ -23,16 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from soak import StyledBackward
 
 RELU3 = ["relu", "relu", "sigmoid"]
-
-
-class ReluPrimeOneBelowLayer1(Textbook):
-    """relu'(z) written (z >= 0) in layers 2 and up only: layer 1 follows the convention, so the
-    first-layer dyadic trap cannot see it."""
-
-    def hidden_delta(self, layer: int, g: np.ndarray, zs: list, acts: list) -> np.ndarray:
-        if layer >= 2 and self.acts[layer - 1] == "relu":
-            return g * (zs[layer - 1] >= 0).astype(g.dtype)
-        return super().hidden_delta(layer, g, zs, acts)
 
 
 def _zs(net, params, X):

@@ -262,6 +262,16 @@ class NondeterministicOnceIn20(Textbook):
         return grads
 
 
+class ReluPrimeOneBelowLayer1(Textbook):
+    """relu'(z) written (z >= 0) in layers 2 and up only: layer 1 follows the convention, so only a
+    unit exactly on its kink below the first layer (the deep dyadic trap) can see it."""
+
+    def hidden_delta(self, layer: int, g: np.ndarray, zs: list, acts: list) -> np.ndarray:
+        if layer >= 2 and self.acts[layer - 1] == "relu":
+            return g * (zs[layer - 1] >= 0).astype(g.dtype)
+        return super().hidden_delta(layer, g, zs, acts)
+
+
 class OsEntropy(Textbook):
     """One call in 10 (decided by os.urandom, which no seed controls) zeroes the first layer's bias
     gradient."""
@@ -364,6 +374,8 @@ BUGS: list[Bug] = [
     _bug(ChunkedOverwrite, (2, 3, 3, 1), SIG3, "W1 B1 W2 B2 W3 B3", trap="past a block of 8"),
     _bug(ReluPrimeOneAtZero, (2, 3, 3, 1), ("relu", "relu", "sigmoid"), "W1 B1",
          trap="exactly at its kink (dyadic)"),
+    _bug(ReluPrimeOneBelowLayer1, (2, 3, 3, 1), ("relu", "relu", "sigmoid"), "W1 B1 W2 B2",
+         trap="exactly at its kink in layer 2 (dyadic)"),
     _bug(NondeterministicOnceIn20, (2, 3, 3, 1), SIG3, "B1", trap="nondeterministic backward"),
     _bug(OsEntropy, (2, 3, 3, 1), SIG3, "B1", trap="nondeterministic backward"),
     _bug(BceClipInGradient, (2, 3, 1), ("tanh", "sigmoid"), "W1 B1 W2 B2", loss="bce", fuse=False,
