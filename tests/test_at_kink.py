@@ -108,3 +108,15 @@ def test_elements_decided_at_a_kink_do_not_fill_the_worst_ratio_column() -> None
     assert cert.ok and cert.traps["relu exactly at its kink (dyadic)"] == "certified"
     worst = max(t["ratio"] for t in cert.per_tensor.values())
     assert worst < 0.5, cert.text()
+
+
+def test_prove_and_derive_take_an_unregistered_activation_object() -> None:
+    from handgrad.reference import prove_network
+    from handgrad.reference.docgen.derive_format import format_derivation
+
+    act = hg.at_kink("relu", "right")
+    net = hg.Network((2, 2, 1), [act, "sigmoid"], "squared_error")
+    assert act.name not in hg.activation_names()
+    assert "PROVED" in str(prove_network(net))
+    assert "dL/dw" in format_derivation(net, [("W1", (0, 0))])
+    assert act.name not in hg.activation_names()  # nothing was registered behind the user's back
