@@ -45,7 +45,6 @@ raised or returned malformed output -- reported as a failure, with the reason).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -55,7 +54,6 @@ from handgrad import NUMPY_OPS, Network, Params, at_kink
 from handgrad.notation import code_name, element_name, is_parameter_name
 from handgrad.validation import check_positive_int
 
-from ..numerics import unit_roundoff
 from ..oracles.table import ORACLES, check_oracles, oracle_label
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, Budget, TolerancePolicy, error_budget
@@ -430,7 +428,6 @@ def _same_twice(net: Network, first: Params, second: Params, tol: float, report:
     return True
 
 
-_WHERE = re.compile(r"layer (\d+) unit (\d+) sample (\d+)")
 
 
 def _kink_mask(net: Network, budget: Budget, dtype: np.dtype, report: Report) -> dict[str, np.ndarray] | None:
@@ -442,22 +439,13 @@ def _kink_mask(net: Network, budget: Budget, dtype: np.dtype, report: Report) ->
     only see a_l, which is continuous at the kink. The case is decided on the rest; when nothing is
     left (or the unit cannot be located) it is ``inconclusive``.
     """
-    where = budget.kink_where(dtype)
-    if not where:
+    cells = budget.ambiguous_units(dtype)
+    if not cells:
         return None
-    limit = budget.policy.kink_margin * (unit_roundoff(dtype) + 2.0**-53)
-    bits = np.finfo(np.dtype(dtype)).nmant + 1
+    where = budget.kink_where(dtype)
     mask = {k: np.zeros(shape, dtype=bool) for k, shape in net.param_shapes.items()}
-    units = []
-    for dist, exact_bits, text in budget.kink_units:
-        if dist > limit or (exact_bits is not None and exact_bits <= bits):
-            continue
-        found = _WHERE.search(text)
-        if found is None:
-            mask = {k: np.ones_like(v) for k, v in mask.items()}
-            break
-        layer, unit, _ = (int(g) for g in found.groups())
-        units.append(text)
+    units = sorted({(layer, unit) for layer, unit, _ in cells})
+    for layer, unit in units:
         mask[f"W{layer}"][unit - 1, :] = True
         mask[f"B{layer}"][unit - 1, :] = True
         for below in range(1, layer):
@@ -471,8 +459,8 @@ def _kink_mask(net: Network, budget: Budget, dtype: np.dtype, report: Report) ->
         report.notes.append(f"a pre-activation is within rounding reach of a kink ({where}); "
                             "a correct backward may take either branch there")
         return None
-    report.notes.append(f"{n} of {total} gradient elements masked: {len(units)} pre-activation(s) within "
-                        f"rounding reach of a kink ({where}{', ...' if len(units) > 1 else ''}), where a "
+    report.notes.append(f"{n} of {total} gradient elements masked: {len(cells)} pre-activation(s) within "
+                        f"rounding reach of a kink ({where}{', ...' if len(cells) > 1 else ''}), where a "
                         "correct backward may take either branch; the other elements are checked")
     return mask
 
