@@ -29,6 +29,8 @@ from handgrad.reference.oracles.finite_diff import definition_loss, fd_grads, lo
 from handgrad.reference.oracles.jax_oracle import (
     EXP_SQUARE_LIMIT,
     MIN_BUCKET,
+    SMALL_NET_BUCKET,
+    SMALL_NET_PARAMS,
     JaxOracle,
     NonFiniteError,
     OracleRangeError,
@@ -100,22 +102,39 @@ def test_batch_beyond_the_first_bucket() -> None:
 
 def test_bucket_sizes() -> None:
     assert [bucket(m) for m in (1, 2, 7, 8, 9, 16, 17, 1000)] == [8, 8, 8, 8, 16, 16, 32, 1024]
+    assert [bucket(m, SMALL_NET_BUCKET) for m in (1, 9, 33, 64, 65)] == [64, 64, 64, 64, 128]
+
+
+def test_a_small_net_compiles_one_executable_for_every_batch_the_traps_use() -> None:
+    net = hg.Network((2, 3, 1), ["tanh", "sigmoid"], "squared_error")
+    assert net.n_params <= SMALL_NET_PARAMS
+    oracle = JaxOracle(net)
+    for m in (1, 2, 3, 9, 11, 17, 33):
+        params, X, Y = draw(net, seed=m, m=m)
+        oracle.grads(params, X, Y)
+    assert oracle._run._cache_size() == 1
+    big = hg.Network((30, 40, 1), ["tanh", "sigmoid"], "squared_error")
+    assert big.n_params > SMALL_NET_PARAMS and JaxOracle(big)._min_bucket == MIN_BUCKET
     with pytest.raises(ValueError, match="m must be >= 1"):
         bucket(0)
 
 
 def test_padding_leaves_the_mean_exact() -> None:
     # Duplicating every sample leaves the mean loss, hence every gradient, unchanged; m = 5 and
-    # m = 10 run in different buckets (8 and 16), so padding and masking are both exercised.
+    # m = 10 (m = 40 and m = 80 for a small net) run in different buckets, so padding and masking
+    # are both exercised.
     params, X, Y = draw(ARTICLE, seed=4, m=5)
     oracle = get_jax_oracle(ARTICLE)
+    if oracle._min_bucket == SMALL_NET_BUCKET:
+        params, X, Y = draw(ARTICLE, seed=4, m=40)
     loss5, g5 = oracle.value_and_grads(params, X, Y)
     loss10, g10 = oracle.value_and_grads(params, np.hstack([X, X]), np.hstack([Y, Y]))
+    assert bucket(X.shape[1], oracle._min_bucket) != bucket(2 * X.shape[1], oracle._min_bucket)
     budget = error_budget(ARTICLE, params, X, Y).against(np.float64)
     assert max(within({k: g5[k] - g10[k] for k in g5}, budget).values()) <= 1
     assert abs(loss5 - loss10) <= 2 * loss_rounding_bound(ARTICLE, params, X, Y)
     # and the loss is the mean of the per-sample losses
-    singles = [oracle.loss(params, X[:, [s]], Y[:, [s]]) for s in range(5)]
+    singles = [oracle.loss(params, X[:, [s]], Y[:, [s]]) for s in range(X.shape[1])]
     assert abs(loss5 - np.mean(singles)) <= 2 * loss_rounding_bound(ARTICLE, params, X, Y)
 
 

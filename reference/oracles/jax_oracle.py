@@ -47,8 +47,9 @@ property suite draws many batch sizes, so:
 * :func:`get_jax_oracle` keeps one :class:`JaxOracle` per architecture key (sizes; each
   activation's name and definition; the loss's name and definition; the fused rule; ``fuse``),
   least recently used first out beyond :data:`CACHE_SIZE`;
-* the batch size is bucketed: ``X`` and ``Y`` are padded to :math:`M = \max(8, 2^{\lceil\log_2
-  m\rceil})` columns by repeating real columns, and the per-sample losses are multiplied by a 0/1
+* the batch size is bucketed: ``X`` and ``Y`` are padded to :math:`M = \max(M_0, 2^{\lceil\log_2
+  m\rceil})` columns (:math:`M_0` = 64 for nets of at most :data:`SMALL_NET_PARAMS` parameters,
+  8 above) by repeating real columns, and the per-sample losses are multiplied by a 0/1
   mask, :math:`L = \sum_s \text{mask}_s\,\ell_s / \sum_s \text{mask}_s`. Padded columns are
   copies of real samples, so they are finite wherever the real ones are, and contribute exactly
   0 to the loss and to every gradient (a 0 cotangent times finite partials). This relies on
@@ -92,6 +93,8 @@ __all__ = [
     "CACHE_SIZE",
     "COMPILER_OPTIONS",
     "MIN_BUCKET",
+    "SMALL_NET_BUCKET",
+    "SMALL_NET_PARAMS",
     "JaxOracle",
     "EXP_SQUARE_LIMIT",
     "NonFiniteError",
@@ -105,7 +108,20 @@ __all__ = [
 ]
 
 MIN_BUCKET = 8
-"""Smallest padded batch width: every m <= 8 shares one compiled executable."""
+"""Smallest padded batch width of a large net: every m <= 8 shares one compiled executable."""
+
+SMALL_NET_PARAMS = 1_000
+"""Nets with at most this many parameters (those the elementwise referee decides) pad every batch
+to at least :data:`SMALL_NET_BUCKET` columns."""
+
+SMALL_NET_BUCKET = 64
+"""Smallest padded batch width of a small net: one executable for every m <= 64, where the case
+design's traps (m = 1, 2, every width, 9, 11, 17, 33) used to compile four (8, 16, 32, 64). The
+compiles were most of ``handgrad certify``'s CPU time (113 s of CPU with four buckets per
+architecture, 49 s with one, measured side by side); a call on 64 columns instead of 8 costs the
+same at these sizes (dispatch dominates). Padding repeats real samples under a zero mask, so the
+result is the same function; only XLA's summation order may differ, which the budgets' rounding
+model (any order) already covers."""
 
 CACHE_SIZE = 128
 """How many architectures :func:`get_jax_oracle` keeps compiled."""
@@ -149,11 +165,12 @@ def quotient_of_exponentials(fn: Callable[..., Any], *shapes: tuple[int, ...]) -
     return bool(names & _EXPONENTIALS) and bool(names & _RECIPROCALS)
 
 
-def bucket(m: int) -> int:
-    r"""Padded batch width :math:`M = \max(\text{MIN\_BUCKET}, 2^{\lceil \log_2 m \rceil})`."""
+def bucket(m: int, minimum: int = MIN_BUCKET) -> int:
+    r"""Padded batch width :math:`M = \max(\text{minimum}, 2^{\lceil \log_2 m \rceil})`
+    (``minimum``: :data:`MIN_BUCKET`, or :data:`SMALL_NET_BUCKET` for a small net)."""
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")
-    return max(MIN_BUCKET, 1 << (m - 1).bit_length())
+    return max(minimum, 1 << (m - 1).bit_length())
 
 
 class JaxOracle:
@@ -179,6 +196,7 @@ class JaxOracle:
 
     def __init__(self, net: Network) -> None:
         self._net = check_network(net, "JaxOracle")
+        self._min_bucket = SMALL_NET_BUCKET if net.n_params <= SMALL_NET_PARAMS else MIN_BUCKET
         import jax
 
         ops = jax_ops()  # enables float64 before any array is created
@@ -239,7 +257,7 @@ class JaxOracle:
                   Y: np.ndarray | None) -> tuple[float, np.ndarray, list[np.ndarray], list[np.ndarray]]:
         net = self._net
         m = X.shape[1]
-        M = bucket(m)
+        M = bucket(m, self._min_bucket)
         cols = np.arange(M) % m
         Xp = np.array(X, dtype=np.float64)[:, cols]
         if Y is None:
