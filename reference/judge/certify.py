@@ -123,10 +123,14 @@ def certify_backward(
     r"""Certify ``backward(params, X, Y) -> grads`` for an architecture over trap and drawn cases.
 
     First the traps (:mod:`handgrad.reference.cases.traps`: m = 1, 2, every layer width, 9, 11,
-    17, 33; duplicated samples; exact zeros in X; X at 0.1 and 10; a kink met exactly; square
-    layers with ``vary_shapes``), each redrawn up to :data:`TRAP_ATTEMPTS` times until decided;
-    then ``examples`` hypothesis-drawn cases (:func:`~handgrad.reference.cases.strategies.design_specs`),
-    an undecided one redrawn (at most ``examples`` redraws). The certificate is refused (NOT
+    17, 33; duplicated samples; exact zeros in X; X at 0.1 and 10; a kink met exactly in every
+    kinked layer; square layers with ``vary_shapes``), each redrawn up to :data:`TRAP_ATTEMPTS`
+    times until decided; then ``examples`` hypothesis-drawn cases
+    (:func:`~handgrad.reference.cases.strategies.design_specs`), an undecided one redrawn (at most
+    ``examples`` redraws). Each case is refereed elementwise, on the scale path above
+    :data:`~handgrad.reference.judge.scale.SCALE_MIN_PARAMS` parameters, or, outside the float64
+    oracles' domain, against the mpmath oracle (:mod:`handgrad.reference.judge.outside`; counted
+    "outside" when even that cannot decide it). The certificate is refused (NOT
     CERTIFIED, with the reason) when fewer than ``quorum`` of the examples asked for were decided,
     when a requested scale or label family got no decided case, or when a trap got none.
 
