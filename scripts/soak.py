@@ -129,7 +129,7 @@ def _versus_mp(net: hg.Network, params: dict, X: np.ndarray, Y: np.ndarray, back
     budget of docs/tolerances.md section 9 (``Budget.against_exact``)."""
     from handgrad.reference.judge.tolerance import error_budget
 
-    recipe = f"{spec.reproduce()}  # style {style}, dtype {dtype}, vs mpmath"
+    recipe = f"{spec.reproduce(dtype)}  # style {style}, vs mpmath"
     budget = error_budget(net, params, X, Y)
     if budget.kink_ambiguous(np.dtype(dtype)):
         return "inconclusive", 0.0, recipe
@@ -201,7 +201,7 @@ def run_chunk(args: tuple) -> tuple[Counter, list[str], int, dict[str, tuple[flo
             skipped += 1
             continue
         oracles = ("sympy", "jax", "fd") if (i + 1) % sympy_every == 0 else ("jax", "fd")
-        recipe = f"{spec.reproduce()}  # style {style}, dtype {dtype}"
+        recipe = f"{spec.reproduce(dtype)}  # style {style}"
         report = referee(net, params, X, Y, StyledBackward(net, style), oracles=oracles, reproduce=recipe)
         verdicts[report.verdict] += 1
         verdicts["style " + style] += 1
