@@ -47,3 +47,27 @@ def test_a_clip_acting_only_outside_the_domain_is_refused_there() -> None:
     report = runner.first_failure
     assert report is not None and any("mpmath" in c.pair for c in report.checks), report.text()
     assert np.isfinite(max(c.ratio for c in report.checks))
+
+
+def test_a_layer_declared_without_a_bias_is_refereed_outside_the_domain_too() -> None:
+    from handgrad.reference.judge.conventions import Conventions, wrap_backward
+    from handgrad.reference.judge.outside import referee_outside
+
+    import handgrad as hg
+
+    conv = Conventions(no_bias=(2,))
+    net = hg.Network((2, 3, 1), list(ACTS), "bce", fuse=False)
+    textbook = Textbook(list(ACTS), "bce")
+
+    def no_b2(params, X, Y):  # the user's code: layer 2 has no bias, so no dB2 either
+        grads = textbook({**params, "B2": np.zeros((1, 1))}, X, Y)
+        return {k: v for k, v in grads.items() if k != "B2"}
+
+    decided = 0
+    for seed in SEEDS:
+        case = build_case(_spec(seed), "float64", filter_domain=False)
+        report = referee_outside(net, *case[1:], wrap_backward(no_b2, conv, net))
+        assert report.verdict in ("certified", "inconclusive"), report.text()
+        decided += report.verdict == "certified"
+        assert "B2" not in {c.tensor for c in report.checks}
+    assert decided >= 3

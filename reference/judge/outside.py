@@ -24,7 +24,7 @@ import numpy as np
 from handgrad import Network, Params
 
 from ..oracles.mp_oracle import float64_domain, mp_grads_unchecked
-from .referee import _name, provider_grads
+from .referee import _conventions_of, _name, _without_declared_biases, provider_grads
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, TolerancePolicy, budget_against_exact
 
@@ -53,8 +53,12 @@ def referee_outside(net: Network, params: Mapping[str, np.ndarray], X: np.ndarra
     net.check_batch(params, X, Y)
     if float64_domain(net, params, X):
         raise ValueError("the case is inside the float64 oracles' domain: referee it with referee()")
+    conv = _conventions_of(None, grads)
+    params, keys, bias_note = _without_declared_biases(net, params, conv)
     dtype = np.asarray(params[net.param_names[0]]).dtype
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce, seed=seed)
+    if bias_note:
+        report.notes.append(bias_note)
     report.notes.append("outside the float64 oracles' domain: decided against the mpmath oracle alone "
                         "(exact to 1e-30 relative), with the budget of docs/tolerances.md section 13")
     try:
@@ -66,10 +70,10 @@ def referee_outside(net: Network, params: Mapping[str, np.ndarray], X: np.ndarra
         return _inconclusive(report, "no meaningful budget: a prediction a correct forward may round onto 0 or 1, "
                                      "a kink within rounding reach, or a magnitude beyond float64")
     with np.errstate(all="ignore"):
-        hand = provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance)
+        hand = provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance, keys, conv)
     if hand is None:
         return report
-    for k in net.param_names:
+    for k in keys:  # a B declared absent is not asked for
         _judge(k, hand[k], ref[k], budget[k], report)
     return report
 
