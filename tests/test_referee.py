@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from handgrad.reference import CaseSpec, build_case, certify_backward, referee
-from handgrad.reference.cases.bug_catalog import Textbook
+from handgrad.reference.cases.bug_catalog import SigmoidViaTanh, Textbook
 
 import handgrad as hg
 
@@ -273,7 +273,7 @@ def test_no_false_alarm_for_a_sigmoid_computed_through_tanh() -> None:
     for seed in range(6):
         spec = CaseSpec((2, 3, 3, 1), ("sigmoid",) * 3, "squared_error", True, 4, "saturating", seed)
         net, p, X, Y = _case(spec)
-        r = referee(net, p, X, Y, ViaTanh(["sigmoid"] * 3), oracles=ORACLES)
+        r = referee(net, p, X, Y, SigmoidViaTanh(["sigmoid"] * 3), oracles=ORACLES)
         assert r.verdict in ("certified", "inconclusive"), r.text()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from handgrad.reference import CaseSpec, build_case, referee
-from handgrad.reference.cases.bug_catalog import Textbook
+from handgrad.reference.cases.bug_catalog import SigmoidViaTanh, Textbook
 from handgrad.reference.judge.tolerance import (
     DEFAULT_POLICY,
     POLICIES,
@@ -103,18 +103,7 @@ def test_the_textbook_one_minus_a_squared_passes_strict_while_it_keeps_a_correct
 def _sigmoid_via_tanh(activations: list[str]) -> Textbook:
     """The article's recurrence with sigma(z) = 0.5 (1 + tanh(z / 2)) and sigma' = a (1 - a)."""
 
-    class ViaTanh(Textbook):
-        def __call__(self, params, X, Y):
-            from handgrad.reference.cases import bug_catalog as bc
-
-            saved = bc._F["sigmoid"]
-            bc._F["sigmoid"] = lambda z: 0.5 * (1 + np.tanh(z / 2))
-            try:
-                return super().__call__(params, X, Y)
-            finally:
-                bc._F["sigmoid"] = saved
-
-    return ViaTanh(activations)
+    return SigmoidViaTanh(activations)
 
 
 BACKWARDS = {

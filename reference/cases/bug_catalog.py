@@ -60,6 +60,9 @@ class Textbook:
 
     # -- the steps a bug may override --------------------------------------------------------
 
+    def forward(self, name: str, z: np.ndarray) -> np.ndarray:
+        return _F[name](z)
+
     def derivative(self, name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
         if name == "relu":
             return (z > 0).astype(z.dtype)
@@ -98,7 +101,7 @@ class Textbook:
         zs, acts = [], [X]
         for l in range(1, L + 1):
             zs.append(params[f"W{l}"] @ acts[-1] + params[f"B{l}"])
-            acts.append(_F[self.acts[l - 1]](zs[-1]))
+            acts.append(self.forward(self.acts[l - 1], zs[-1]))
         grads: Params = {}
         delta = self.output_delta(zs[-1], acts[-1], Y)
         for l in range(L, 0, -1):
@@ -260,6 +263,14 @@ class NondeterministicOnceIn20(Textbook):
         if np.random.random() < 0.05:
             grads["B1"] = np.zeros_like(grads["B1"])
         return grads
+
+
+class SigmoidViaTanh(Textbook):
+    """Correct, not a bug: sigma(z) written 0.5 (1 + tanh(z / 2)) (absolute accuracy u only, 0 where
+    the true value is 1e-18), sigma' = a (1 - a). A baseline the referee must certify."""
+
+    def forward(self, name: str, z: np.ndarray) -> np.ndarray:
+        return 0.5 * (1 + np.tanh(z / 2)) if name == "sigmoid" else super().forward(name, z)
 
 
 class ReluPrimeOneBelowLayer1(Textbook):
