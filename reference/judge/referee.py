@@ -45,6 +45,7 @@ raised or returned malformed output -- reported as a failure, with the reason).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -109,8 +110,10 @@ def check_grads_structure(net: Network, grads: object, dtype: np.dtype,
     return out
 
 
+@functools.cache
 def _name(tensor: str, index: tuple[int, ...]) -> str:
-    """The article's name of a parameter element (``w_1,13^(1)``), the code's of any other (``yhat[0, 2]``)."""
+    """The article's name of a parameter element (``w_1,13^(1)``), the code's of any other
+    (``yhat[0, 2]``); cached (a few thousand names at most: one per element of the architectures seen)."""
     return element_name(tensor, index) if is_parameter_name(tensor) else code_name(tensor, index)
 
 
@@ -147,6 +150,55 @@ def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: 
         ok=not bool(bad.any()), n_bad=int(bad.sum()),
     )
     return check, (worst if bad.any() else None), bad
+
+
+def _compare_tensors(pair: str, keys: Sequence[str], hands: Sequence[np.ndarray], refs: Sequence[np.ndarray],
+                     budgets: Sequence[Any], ok_masks: Sequence[np.ndarray | None] | None = None,
+                     ) -> list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]]:
+    """:func:`_compare` of every tensor of one pair, computed on the tensors laid end to end.
+
+    The same elementwise operations on the same values, so every number equals :func:`_compare`'s
+    bitwise (``tests/test_referee_fast.py`` compares the two); the per-tensor maxima are segment
+    reductions, the worst element the first maximum of its segment (as ``np.argmax``, a NaN first)."""
+    shapes = [r.shape for r in refs]
+    sizes = [r.size for r in refs]
+    if len(keys) < 2 or 0 in sizes or any(np.ndim(r) != 2 for r in refs):
+        masks = ok_masks or [None] * len(keys)
+        return [_compare(pair, k, h, r, b, mk)
+                for k, h, r, b, mk in zip(keys, hands, refs, budgets, masks, strict=True)]
+    hand64 = np.concatenate([h.reshape(-1) for h in hands]).astype(np.float64)
+    ref = np.concatenate([r.reshape(-1) for r in refs])
+    budget = np.concatenate([(b if np.shape(b) == sh else np.broadcast_to(b, sh)).reshape(-1)
+                             for b, sh in zip(budgets, shapes, strict=True)])
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(hand64 - ref)
+    diff = np.where(np.isfinite(diff), diff, np.inf)
+    ratio = diff / budget
+    if ok_masks is not None and any(mk is not None for mk in ok_masks):
+        ok = np.concatenate([np.zeros(n, dtype=bool) if mk is None else mk.reshape(-1)
+                             for mk, n in zip(ok_masks, sizes, strict=True)])
+        ratio = np.where(ok, 0.0, ratio)
+        diff = np.where(ok, 0.0, diff)
+    bad = ratio > 1.0
+    starts = np.cumsum([0, *sizes[:-1]])
+    ratio_max = np.maximum.reduceat(ratio, starts)
+    rep = np.repeat(ratio_max, sizes)
+    hits = np.flatnonzero((ratio == rep) | (np.isnan(ratio) & np.isnan(rep)))
+    first = (hits[np.searchsorted(hits, starts)] - starts).tolist()
+    n_bad = np.add.reduceat(bad, starts, dtype=np.intp).tolist()
+    tiny = float(np.finfo(np.float64).tiny)
+    out = []
+    for k, sh, start, n, i_worst, r_max, d_max, a_max, nb in zip(
+            keys, shapes, starts.tolist(), sizes, first, ratio_max.tolist(),
+            np.maximum.reduceat(diff, starts).tolist(), np.maximum.reduceat(np.abs(ref), starts).tolist(),
+            n_bad, strict=True):
+        worst = divmod(i_worst, sh[1])
+        scale = max(a_max, tiny)
+        # Python float division: the same correctly rounded quotient as _ratio's, inf on overflow
+        check = TensorCheck(pair=pair, tensor=k, max_abs=d_max, max_rel=d_max / scale, ratio=r_max,
+                            worst=_name(k, worst), ok=not nb, n_bad=nb)
+        out.append((check, worst if nb else None, bad[start:start + n].reshape(sh)))
+    return out
 
 
 def _run_oracles(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, oracles: Sequence[str],
@@ -489,11 +541,13 @@ def _cross_check(net: Network, refs: Mapping[str, Params], fd: Any, budget: Budg
     """Step 5: the oracles among themselves (both float64); False (verdict ``inconclusive``, the
     pair named in the notes) when they disagree: the hand code is never blamed for an oracle."""
     b64 = budget.against(np.float64)
+    names = list(net.param_names if keys is None else keys)
     for a, b in _cross_pairs(refs):
-        for k in (net.param_names if keys is None else keys):
-            bud = b64[k] + (fd.error[k] if "fd" in (a, b) else 0.0)
-            kink = fd.kink[k] if "fd" in (a, b) else None
-            check, _, _ = _compare(f"{oracle_label(a)} vs {oracle_label(b)}", k, refs[a][k], refs[b][k], bud, kink)
+        with_fd = "fd" in (a, b)
+        buds = [b64[k] + (fd.error[k] if with_fd else 0.0) for k in names]
+        kinks = [fd.kink[k] for k in names] if with_fd else None
+        for check, _, _ in _compare_tensors(f"{oracle_label(a)} vs {oracle_label(b)}", names,
+                                            [refs[a][k] for k in names], [refs[b][k] for k in names], buds, kinks):
             report.checks.append(check)
             if not check.ok:
                 report.verdict = "inconclusive"
@@ -517,18 +571,19 @@ def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any,
         against = {k: np.where(mask[k], np.inf, v) for k, v in against.items()}
         hand_only = {k: np.where(mask[k], np.inf, v) for k, v in hand_only.items()}
     used: dict[str, dict[str, Any]] = {}
+    names = list(net.param_names if keys is None else keys)
     for name, ref in refs.items():
         pair = f"hand vs {oracle_label(name)}"
-        used[name] = {}
-        for k in (net.param_names if keys is None else keys):
-            if name == "fd":
-                bud = hand_only[k] + fd.error[k]
-                bracket = _kink_bracket(hand[k], fd, k, hand_only[k])
-                check, worst, bad = _compare(pair, k, hand[k], ref[k], bud, bracket)
-            else:
-                bud, bracket = against[k], None
-                check, worst, bad = _compare(pair, k, hand[k], ref[k], bud)
-            used[name][k] = (bud, bracket)
+        if name == "fd":
+            buds = [hand_only[k] + fd.error[k] for k in names]
+            brackets: list[np.ndarray | None] = [_kink_bracket(hand[k], fd, k, hand_only[k]) for k in names]
+        else:
+            buds, brackets = [against[k] for k in names], [None] * len(names)
+        used[name] = {k: (bud, br) for k, bud, br in zip(names, buds, brackets, strict=True)}
+        compared = _compare_tensors(pair, names, [hand[k] for k in names], [ref[k] for k in names], buds,
+                                    brackets if name == "fd" else None)
+        for k, (check, worst, bad) in zip(names, compared, strict=True):
+            bud = used[name][k][0]
             report.checks.append(check)
             if worst is None:
                 continue
