@@ -245,6 +245,23 @@ def set_isolation(tree: Path, isolation: str) -> None:
     cfg.write_text("\n".join(lines) + "\n")
 
 
+def _dirty() -> bool:
+    """Whether the targets differ from the checkout's HEAD (the report then says commit+)."""
+    out = subprocess.run(["git", "status", "--porcelain", "--", *TARGETS], cwd=REPO, capture_output=True, text=True)
+    return bool(out.stdout.strip())
+
+
+def _selected(tree: Path, names: list[str] | None) -> list[str]:
+    """The mutant keys of the copy's meta files that ``names`` (fnmatch patterns; None: all) select."""
+    keys: list[str] = []
+    for target in TARGETS:
+        keys += json.loads((tree / "mutants" / f"{target}.meta").read_text())["exit_code_by_key"]
+    if names is None:
+        return keys
+    exact = set(names)
+    return [k for k in keys if k in exact or any(fnmatch.fnmatchcase(k, n) for n in names if "*" in n)]
+
+
 def run_mutmut(tree: Path, venv: Path, log: Path, max_children: int, names: list[str] | None) -> float:
     """``nice -n 10 mutmut run --max-children N [names]`` in the copy; returns the wall time in seconds."""
     env = dict(os.environ)
@@ -330,6 +347,86 @@ def fork_verdicts(passes: list[Pass]) -> dict[str, int]:
     """The provisional verdicts fork passes gave to mutants they did not kill."""
     return {name: code for p in passes if p.isolation == "fork"
             for name, code in p.codes().items() if code is not None and STATUS.get(code) != "killed"}
+
+
+# -- 4b. carry-over from an earlier run ----------------------------------------------------------
+
+def function_sources(source: str, module: str) -> dict[str, str]:
+    """mutmut's name of every function mutmut can mutate in ``source`` (``module.x_f`` for a
+    top-level function, ``module.xǁClassǁf`` for a method) with its source text."""
+    import ast
+
+    out: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            out[f"{module}.x_{node.name}"] = ast.get_source_segment(source, node) or ""
+        elif isinstance(node, ast.ClassDef):
+            for sub in node.body:
+                if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef):
+                    out[f"{module}.xǁ{node.name}ǁ{sub.name}"] = ast.get_source_segment(source, sub) or ""
+    return out
+
+
+def changed_functions(since: str) -> set[str]:
+    """The functions of the targets whose source differs between commit ``since`` and the work
+    tree (new ones included): their mutants are new or renumbered, so no verdict carries over."""
+    changed: set[str] = set()
+    for target in TARGETS:
+        module = target.removesuffix(".py").replace("/", ".")
+        old = subprocess.run(["git", "show", f"{since}:{target}"], cwd=REPO, check=True, capture_output=True,
+                             text=True).stdout
+        before, now = function_sources(old, module), function_sources((REPO / target).read_text(), module)
+        changed |= {name for name, text in now.items() if before.get(name) != text}
+    return changed
+
+
+def _old_passes(old_workdir: Path) -> list[Pass]:
+    """An earlier run's passes, their snapshots found inside ``old_workdir`` even if it was moved."""
+    return [Pass(**{**p.__dict__, "snapshot": str(old_workdir / Path(p.snapshot).name)})
+            for p in load_passes(old_workdir)]
+
+
+def carried_kills(old_workdir: Path, since: str) -> dict[str, int]:
+    """The earlier run's kills of mutants in functions unchanged since ``since``: the mutant is the
+    same code, the tests only grew (a kill stands, as between passes). Every other verdict of that
+    run (survived, timeout, not checked, killed by hand) is run again."""
+    changed = changed_functions(since)
+    return {name: code for name, code in merge(_old_passes(old_workdir)).items()
+            if STATUS.get(code) == "killed" and name.split("__mutmut_")[0] not in changed}
+
+
+def carry_over_selection(old_workdir: Path, since: str, spot_check: int, seed: int = 20261201
+                         ) -> tuple[dict[str, int], list[str], list[str]]:
+    """(the kills carried over, the fnmatch patterns of the mutants to run, the carried kills run
+    again as a spot check). To run: every mutant of a changed function, every mutant the earlier
+    run did not kill, and ``spot_check`` carried kills drawn at random (seeded): if one of them
+    survives now, the carry-over's premise is wrong and the report says so."""
+    import random
+
+    kills = carried_kills(old_workdir, since)
+    changed = changed_functions(since)
+    old = merge(_old_passes(old_workdir))
+    patterns = sorted(f"{f}__mutmut_*" for f in changed)
+    patterns += sorted(name for name, code in old.items()
+                       if STATUS.get(code) != "killed" and name.split("__mutmut_")[0] not in changed)
+    checks = sorted(random.Random(seed).sample(sorted(kills), min(spot_check, len(kills))))
+    return {k: v for k, v in kills.items() if k not in checks}, patterns + checks, checks
+
+
+def save_carried(workdir: Path, kills: dict[str, int], since: str, old_workdir: Path, after: Pass) -> None:
+    """A pass-0 snapshot holding the carried kills (every other mutant None), put first in
+    passes.json so that :func:`merge` lets them stand."""
+    snap = workdir / "pass-0"
+    snap.mkdir(parents=True, exist_ok=True)
+    for target in TARGETS:
+        meta = json.loads((Path(after.snapshot) / (Path(target).name + ".meta")).read_text())
+        meta["exit_code_by_key"] = {k: kills.get(k) for k in meta["exit_code_by_key"]}
+        (snap / (Path(target).name + ".meta")).write_text(json.dumps(meta))
+    old = _old_passes(old_workdir)
+    record = Pass("carried", old[-1].tests if old else (), len(kills), 0.0, str(snap),
+                  f"kills of the run on {since} in functions unchanged since (the same mutants; tests only grew)")
+    passes = [record, *load_passes(workdir)]
+    (workdir / "passes.json").write_text(json.dumps([p.__dict__ for p in passes], indent=1))
 
 
 # -- 5. report --------------------------------------------------------------------------------
@@ -596,6 +693,12 @@ def main(argv: list[str] | None = None) -> int:
                          "each later one only those not killed yet")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "mutation.md")
     ap.add_argument("--report-only", action="store_true", help="only rewrite --out from the passes in --workdir")
+    ap.add_argument("--carry-over", type=Path, default=None, metavar="OLD_WORKDIR",
+                    help="an earlier run's workdir: its kills of mutants in functions unchanged since --since stand, "
+                         "and the first pass runs only the rest (see carry_over_selection)")
+    ap.add_argument("--since", default=None, metavar="COMMIT", help="the commit the --carry-over run mutated")
+    ap.add_argument("--spot-check", type=int, default=40,
+                    help="carried kills run again to test the carry-over's premise (default %(default)s)")
     args = ap.parse_args(argv)
     if args.max_children < 1:
         ap.error(f"--max-children must be at least 1, got {args.max_children}")
@@ -604,30 +707,50 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--passes must list fork or forkserver, comma-separated; got {args.passes!r}")
     tree, venv = args.workdir / "tree", args.workdir / "venv"
     tests = tuple(args.tests)
+    if (args.carry_over is None) != (args.since is None):
+        ap.error("--carry-over and --since go together (the earlier run's workdir and the commit it mutated)")
     if not args.report_only:
         if (args.workdir / "passes.json").exists():
             ap.error(f"{args.workdir} holds an earlier run; remove it or pass --report-only")
         args.workdir.mkdir(parents=True, exist_ok=True)
+        head = subprocess.run(["git", "log", "-1", "--format=%h"], cwd=REPO, capture_output=True, text=True)
+        (args.workdir / "commit").write_text(head.stdout.strip() + ("+" if _dirty() else ""))
+        kills: dict[str, int] = {}
+        first: list[str] | None = None
+        if args.carry_over is not None:
+            kills, first, checks = carry_over_selection(args.carry_over, args.since, args.spot_check)
+            (args.workdir / "spot-check.json").write_text(json.dumps(checks))
+            print(f"carried over {len(kills)} kills from {args.carry_over} ({args.since}); running {len(first)} "
+                  f"patterns ({len(checks)} carried kills among them as a spot check)", flush=True)
         print(f"copied {copy_tree(REPO, tree)} files to {tree}")
         make_venv(venv, tree)
         write_config(tree, tests)
         for i, isolation in enumerate(isolations, 1):
-            names = None if i == 1 else open_names(load_passes(args.workdir))
+            names = first if i == 1 else open_names(load_passes(args.workdir))
             set_isolation(tree, isolation)
             log = args.workdir / f"pass-{i}.log"
             print(f"pass {i} ({isolation}, {'all' if names is None else len(names)} mutants; log: {log})", flush=True)
             elapsed = run_mutmut(tree, venv, log, args.max_children, names)
-            requested = len(merge(load_passes(args.workdir))) if names is None else len(names)
-            save_pass(args.workdir, tree, Pass(isolation, tests, requested, elapsed, str(args.workdir / f"pass-{i}")),
-                      names)
+            run_now = _selected(tree, names)
+            record = Pass(isolation, tests, len(run_now), elapsed, str(args.workdir / f"pass-{i}"))
+            save_pass(args.workdir, tree, record, None if names is None else run_now)
+            if i == 1 and args.carry_over is not None:
+                save_carried(args.workdir, kills, args.since, args.carry_over, load_passes(args.workdir)[-1])
     passes = load_passes(args.workdir)
     if not passes:
         ap.error(f"no passes recorded in {args.workdir}")
     mutants = read_results(passes)
     attach_diffs(mutants, tree, venv)
     verify_by_hand(mutants, args.workdir, tree, venv)
-    git = ["git", "log", "-1", "--format=%h"]
-    commit = subprocess.run(git, cwd=tree, capture_output=True, text=True).stdout.strip()
+    commit_file = args.workdir / "commit"
+    commit = commit_file.read_text().strip() if commit_file.exists() else ""
+    spot = args.workdir / "spot-check.json"
+    if spot.exists():
+        final = merge(load_passes(args.workdir))
+        checked = json.loads(spot.read_text())
+        alive = [n for n in checked if STATUS.get(final.get(n)) != "killed"]
+        print(f"spot check of the carry-over: {len(checked) - len(alive)} of {len(checked)} carried kills "
+              f"killed again" + (f"; NOT killed now: {alive}" if alive else ""))
     args.out.write_text(render(mutants, passes, NOTES, commit or "?"))
     c = Counter(m.status for m in mutants)
     print(", ".join(f"{k} {v}" for k, v in sorted(c.items())) + f"; wrote {args.out}")
