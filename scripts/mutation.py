@@ -63,6 +63,7 @@ TESTS = (
     "tests/test_registry.py",
     "tests/test_validation.py",
     "tests/test_mutants.py",
+    "tests/test_at_kink.py",  # the kink-side factories (relu_family, at_kink) are tested there
 )
 # ``no:handgrad``: the suite's own pytest11 plugin (it only reformats certification failures) stays
 # out. The scratch venv sees the project venv's metadata too, and pluggy loads every entry point it
