@@ -14,6 +14,11 @@ checkouts and compare the digests (and, on a difference, the JSON files)::
 
 (``/tmp/before-wt`` a ``git worktree`` of the earlier commit with a symlink
 ``handgrad/reference -> ../reference``, so that ``handgrad.reference`` is imported from it.)
+
+A different digest is not yet a different number: hypothesis draws some integers from the literal
+constants it finds in the project's own modules, so a new literal anywhere in the checkout can
+change a case the shrinker tries. Compare the JSON records: the same spec must give the same
+record; only the list of specs may differ.
 """
 
 from __future__ import annotations
