@@ -268,14 +268,18 @@ def _wide(x: np.ndarray) -> np.ndarray:
 
 
 _UNBOUNDED = 1e300
+_FLOAT64_MAX = float(np.finfo(np.float64).max)
 
 
 def _magnitude(value: Any, shape: tuple[int, ...]) -> np.ndarray:
     """|value| as float64; a NaN (an indeterminate form left even in longdouble) becomes the
     conservative 1e300, never 0, so a magnitude can only be over-, not under-estimated."""
+    wide = np.asarray(value, dtype=np.longdouble)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        out = np.abs(np.broadcast_to(np.asarray(value, dtype=np.longdouble), shape)).astype(np.float64)
-    return np.nan_to_num(out, nan=_UNBOUNDED, posinf=_UNBOUNDED)
+        out = np.abs(wide if wide.shape == shape else np.broadcast_to(wide, shape)).astype(np.float64)
+    # out >= 0 or NaN: what is not a finite float64 (NaN, +inf) becomes _UNBOUNDED (as nan_to_num
+    # with nan= and posinf=, at a third of its cost)
+    return np.where(out <= _FLOAT64_MAX, out, _UNBOUNDED)
 
 
 @lru_cache(maxsize=256)
