@@ -428,8 +428,10 @@ def _cunary(x: _CBounded, v: np.ndarray, d1: np.ndarray, c1: Any, c2: Any) -> _C
     which stays representable when :math:`f''` alone would overflow (``log`` near 1e-174).
     """
     lib = LIB_ULPS_COMPLEX * U
-    er = _times(d1, x.er) + 0.5 * _times(_times(c1, x.er), _times(c2, x.er)) + lib * np.abs(v.real) + _TINY
-    ei = (_times(d1, x.ei) + _times(_times(c1, np.abs(x.v.imag)), _times(c2, x.er))
+    # _times(1.0, e) is e itself (1 * e = e, and a zero stays 0): skipped, the same bits
+    c2_er = x.er if isinstance(c2, float) and c2 == 1.0 else _times(c2, x.er)
+    er = _times(d1, x.er) + 0.5 * _times(_times(c1, x.er), c2_er) + lib * np.abs(v.real) + _TINY
+    ei = (_times(d1, x.ei) + _times(_times(c1, np.abs(x.v.imag)), c2_er)
           + lib * np.abs(v.imag) + _TINY)
     return _CBounded(v, er, ei)
 
