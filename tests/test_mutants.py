@@ -414,6 +414,13 @@ BAD: list[tuple[str, Callable[[], object], type[Exception], str]] = [
      TypeError, "Y has dtype float32 but expected dtype float64"),
     ("init legacy RandomState", lambda: hg.Network((2, 1)).init(np.random.RandomState(0)), TypeError,
      r"rng must be a numpy.random.Generator \(np.random.default_rng\(seed\)\), got RandomState"),
+    ("labels outside the range, shown", lambda: BCE.check_target(np.array([[-0.5, 0.25, 2.0]])), ValueError,
+     r"Y must lie in \[0.0, 1.0\] for loss 'bce'; got values in \[-0.5, 2.0\]$"),
+    ("a size that is not an int", lambda: hg.Network((2, "3", 1)), TypeError, r"sizes\[1\] must be an int, got str"),
+    ("fuse not a bool", lambda: hg.Network((2, 1), "sigmoid", "bce", fuse="yes"), TypeError,
+     "fuse must be a bool, got str"),
+    ("output range above the loss's, one side only", lambda: hg.Network((2, 1), ["relu"], "bce"), ValueError,
+     r"loss 'bce' expects predictions in \[0.0, 1.0\] but the last activation 'relu' ranges over \[0.0, inf\]"),
 ]
 
 
@@ -524,3 +531,56 @@ def test_init_draws_weights_at_one_over_root_fan_in_and_honours_weight_scale() -
     assert np.std(p["W2"]) == pytest.approx(1 / 300**0.5, rel=0.2)
     assert np.all(p["B1"] == 0) and np.all(p["B2"] == 0)
     assert np.std(net.init(np.random.default_rng(0), weight_scale=0.5)["W1"]) == pytest.approx(0.5, rel=0.02)
+
+
+# -- the kink-side factories (added with at_kink; mutation rerun on HEAD) ------------------------
+
+def test_relu_family_default_is_the_registered_relu_called_at_run_time() -> None:
+    """relu_family() builds the registered relu at import; called again here, its default side is
+    the left one (relu'(0) = 0), its range and kink are relu's, and both forms agree off the kink."""
+    from handgrad.activations import relu_family
+
+    r = relu_family()
+    assert r.name == "relu" and r.kinks == (0.0,) and r.output_range == (0.0, math.inf)
+    z = np.array([[-3.0, -0.5, 0.0, 0.25, 0.5, 2.0]])
+    want = np.array([[0.0, 0.0, 0.0, 0.25, 0.5, 2.0]])
+    assert np.array_equal(r.apply(z), want)
+    assert np.array_equal(r.definition(z, NUMPY_OPS), want)
+    assert np.array_equal(r.derivative(z, want), np.array([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]]))
+    right = relu_family("right")
+    assert right.name == "relu[right]" and right.output_range == (0.0, math.inf)
+    assert np.array_equal(right.derivative(z, want), np.array([[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]]))
+
+
+def test_relu_forward_keeps_the_dtype_and_maps_minus_infinity_to_zero() -> None:
+    """float32 in, float32 out for the forward and the derivative; and the stable forward
+    max(z, 0) gives 0 at z = -inf, where the definition's 0 * z would be NaN."""
+    from handgrad.activations import relu_family
+
+    for side in ("left", "right"):
+        r = relu_family(side)
+        z = np.array([[-np.inf, -1.0, 0.0, 3.0]], dtype=np.float32)
+        a = r.apply(z)
+        assert a.dtype == np.float32 and np.array_equal(a, np.array([[0.0, 0.0, 0.0, 3.0]], dtype=np.float32))
+        assert r.derivative(z, a).dtype == np.float32
+
+
+def test_at_kink_names_the_type_it_refuses() -> None:
+    with pytest.raises(TypeError, match="activation must be a name or an Activation, got int"):
+        hg.at_kink(5, "right")  # type: ignore[arg-type]
+
+
+def test_bce_gradient_at_the_ends_is_its_limit_silently_and_in_the_labels_dtype() -> None:
+    """p = 0 with y = 0 and p = 1 with y = 1: the gradient is the limit (1 and -1), with no
+    division warning (under -W error one would raise) and in float32 for float32 input."""
+    import warnings
+
+    bce = hg.get_loss("bce")
+    for dtype in (np.float64, np.float32):
+        p = np.array([[0.0, 1.0, 0.25]], dtype=dtype)
+        y = np.array([[0.0, 1.0, 1.0]], dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            g = bce.grad(p, y)
+        assert g.dtype == dtype
+        assert g[0, 0] == 1.0 and g[0, 1] == -1.0 and math.isclose(float(g[0, 2]), -1 / 0.25, rel_tol=1e-6)
