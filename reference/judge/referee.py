@@ -202,9 +202,10 @@ def _compare_tensors(pair: str, keys: Sequence[str], hands: Sequence[np.ndarray]
 
 
 def _run_oracles(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, oracles: Sequence[str],
-                 notes: list[str]) -> tuple[dict[str, Params], Any]:
-    """Each oracle's gradients at the case, read from the oracle table (``entry.compute``), and the
-    finite-difference result with its error estimates (None if unused).
+                 notes: list[str], references: Mapping[str, object] | None = None) -> tuple[dict[str, Params], Any]:
+    """Each oracle's gradients at the case, read from the oracle table (``entry.compute``) or from
+    ``references`` (a result or the exception computing it raised), and the finite-difference
+    result with its error estimates (None if unused).
 
     The case was validated once, above; the table's entries are the oracles' unchecked entry
     points. An oracle that declines the case (``ValueError``, ``ArithmeticError``,
@@ -219,7 +220,13 @@ def _run_oracles(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, ora
         if entry is None:
             raise ValueError(f"unknown oracle {name!r}; choose from {', '.join(ORACLE_TABLE)}")
         try:
-            result = entry.compute(net, params, X, Y)
+            if references is not None and name in references:
+                given = references[name]
+                if isinstance(given, BaseException):
+                    raise given
+                result = given
+            else:
+                result = entry.compute(net, params, X, Y)
         except ValueError as exc:
             notes.append(f"{oracle_label(name)} oracle not used: {exc}")
             continue
@@ -246,6 +253,7 @@ def referee(
     seed: int | None = None,
     nondeterminism_tolerance: float = 0.0,
     conventions: Any = None,
+    references: Mapping[str, object] | None = None,
 ) -> Report:
     r"""Referee one case: ``grads`` (or ``backward(params, X, Y)``) against the oracles.
 
@@ -271,6 +279,10 @@ def referee(
         (``dW1[3, 4] (the article's w_54^(1))``), a failure describes the case as the user's code
         received it, the diagnoses speak the user's names, and the B of a layer in ``no_bias`` is
         0 in the case and not asked for.
+      references: each oracle's result for this case computed beforehand (name -> what the oracle
+        table's ``compute`` returned, or the exception it raised), as a caller that evaluates many
+        cases together passes them (:func:`~handgrad.reference.oracles.finite_diff.fd_grads_many`);
+        an oracle missing from it is computed here. The report is the same as without.
 
     A mismatch is diagnosed (:func:`~handgrad.reference.judge.diagnosis.diagnose`): the likely
     causes that explain it within the budget are ``report.diagnoses``; a certified case costs nothing.
@@ -299,7 +311,7 @@ def referee(
     if report.verdict == "inconclusive":
         return report
     # 4. The references.
-    refs, fd = _run_oracles(net, dict(params), X, Y, oracles, report.notes)
+    refs, fd = _run_oracles(net, dict(params), X, Y, oracles, report.notes, references)
     if _too_few(refs, min_oracles, report):
         return report
     # 5. The oracles among themselves.

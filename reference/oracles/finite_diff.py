@@ -44,7 +44,7 @@ cases (no element exceeded its estimate): ``docs/fd_error.md`` (``scripts/measur
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -85,6 +85,7 @@ __all__ = [
     "complex_step_supported",
     "definition_loss",
     "fd_grads",
+    "fd_grads_many",
     "fd_grads_unchecked",
     "loss_rounding_bound",
 ]
@@ -631,3 +632,151 @@ def _complex(arch: _Arch, flat: list[np.ndarray], zs: list[_Bounded], xs: list[_
     no = [np.zeros(g.shape, dtype=bool) for g in grads]
     return FDResult(_split(arch, grads), _split(arch, error), _split(arch, no), _split(arch, nan),
                     _split(arch, nan), "complex", _split(arch, nan), _split(arch, nan))
+
+
+# ---------------------------------------------------------------------------------------------
+# Many cases of one architecture at once (the certify runner's batched pass, issue 12).
+# ---------------------------------------------------------------------------------------------
+
+def fd_grads_many(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray, np.ndarray]],
+                  ) -> list[FDResult | Exception]:
+    """:func:`fd_grads_unchecked` (``method="auto"``, the default step) of each validated case
+    ``(params, X, Y)`` of ``net``'s architecture, or the ``ValueError``/``ArithmeticError`` it
+    raises for that case, in order.
+
+    The complex-step evaluations of every case are laid side by side as columns and each
+    elementwise step runs once for all of them; each matrix product still runs case by case on
+    that case's own contiguous columns, and each mean over that case's samples. So every number
+    is bitwise the one :func:`fd_grads_unchecked` gives (``tests/test_finite_diff_many.py``), at a
+    fraction of the per-call cost on small networks. A case the batch cannot take (central
+    differences, a complex evaluation that overflows, more perturbations than one chunk) is
+    computed alone.
+    """
+    out: list[FDResult | Exception | None] = [None] * len(cases)
+    batch: list[tuple[int, list[np.ndarray], list[_Bounded], list[_Bounded], np.ndarray]] = []
+    arch = _arch(net)
+    supported = complex_step_supported(net)[0]
+    widest = max(arch.sizes[1:])
+    for i, (params, X, Y) in enumerate(cases):
+        m = X.shape[1]
+        fits = all(arch.sizes[l + 1] * (arch.sizes[l] + 1) <= max(1, _CHUNK // (m * widest))
+                   for l in range(len(arch.definitions)))
+        if not (supported and fits):
+            out[i] = _alone(net, params, X, Y)
+            continue
+        try:
+            _, flat, Xf, Yf = _prepare(net, params, X, Y)
+            zs, xs, _, _ = _centre_checked(arch, flat, Xf, Yf)
+        except (ValueError, ArithmeticError) as exc:
+            out[i] = exc
+            continue
+        batch.append((i, flat, zs, xs, Yf))
+    if batch:
+        for (i, *_), res in zip(batch, _complex_many(arch, [b[1:] for b in batch], H_COMPLEX), strict=True):
+            params, X, Y = cases[i]
+            # an overflow of the complex evaluation: the single-case path falls back to central
+            out[i] = _alone(net, params, X, Y) if res is None else _with_penalty(net, params, res)
+    return out  # type: ignore[return-value]
+
+
+def _alone(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> FDResult | Exception:
+    try:
+        return fd_grads_unchecked(net, params, X, Y)
+    except (ValueError, ArithmeticError) as exc:
+        return exc
+
+
+def _block(x: _CBounded, lo: int, hi: int) -> _CBounded:
+    """Columns ``lo:hi`` as contiguous arrays: one case's columns laid out as its own call has them."""
+    return _CBounded(np.ascontiguousarray(x.v[:, lo:hi]), np.ascontiguousarray(x.er[:, lo:hi]),
+                     np.ascontiguousarray(x.ei[:, lo:hi]))
+
+
+def _side_by_side(parts: Sequence[_CBounded]) -> _CBounded:
+    return _CBounded(np.concatenate([p.v for p in parts], axis=1), np.concatenate([p.er for p in parts], axis=1),
+                     np.concatenate([p.ei for p in parts], axis=1))
+
+
+def _complex_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], list[_Bounded], list[_Bounded], np.ndarray]],
+                  h: float) -> list[FDResult | None]:
+    """:func:`_complex` of every case (None where it would raise NonFiniteError): the steps of
+    :func:`_sweep`, :func:`_perturb_layer` (complex, one chunk) and :func:`_finish`, with the
+    elementwise ones run once on all cases' columns."""
+    ops = _CBOUNDED_OPS
+    depth = len(arch.definitions)
+    ms = [Y.shape[1] for *_, Y in cases]
+    sweeps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in cases]
+    with np.errstate(all="ignore"):
+        for l in range(depth):
+            Q = arch.sizes[l + 1] * (arch.sizes[l] + 1)
+            n = arch.sizes[l + 1]
+            qi = np.arange(Q)
+            zparts, aparts, moved_parts, yparts, rows_of = [], [], [], [], []
+            for flat, zs, xs, Y in cases:
+                rows, directions, direction_err, _ = _layer_elements(flat, xs[l], l)
+                step = np.full((Q, 1), 1j * h)
+                moves = step.reshape(Q, 1) * np.repeat(directions, 1, axis=0)
+                move_err = np.abs(step).reshape(Q, 1) * np.repeat(direction_err, 1, axis=0)
+                rows = np.repeat(rows, 1)
+                m = Y.shape[1]
+                zv = _tile(zs[l].v, Q, moves.dtype)
+                zv[rows, qi] += moves
+                moved_v = zv[rows, qi]
+                ze = _tile(zs[l].e, Q, np.float64)
+                zei = np.zeros(zv.shape)
+                zei[rows, qi] = move_err
+                zparts.append((zv, ze, zei, m))
+                moved_parts.append(_CBounded(moved_v, ze[rows, qi], move_err))
+                aparts.append((_tile(xs[l + 1].v, Q, moves.dtype), _tile(xs[l + 1].e, Q, np.float64)))
+                yparts.append(_CBounded(np.tile(Y, (1, Q))))
+                rows_of.append(rows)
+            z = _side_by_side([_CBounded(zv.reshape(n, Q * m), ze.reshape(n, Q * m), zei.reshape(n, Q * m))
+                               for zv, ze, zei, m in zparts])
+            if arch.elementwise[l]:
+                # Only the moved row changes; the other rows keep the centre's activations exactly.
+                moved = _side_by_side(moved_parts)
+                row_a = _clift(arch.definitions[l](moved, ops))
+                a_parts, lo = [], 0
+                for (av, ae), rows, (_, _, _, m) in zip(aparts, rows_of, zparts, strict=True):
+                    av[rows, qi] = row_a.v[:, lo:lo + m]
+                    aei = np.zeros(av.shape)
+                    ae[rows, qi], aei[rows, qi] = row_a.er[:, lo:lo + m], row_a.ei[:, lo:lo + m]
+                    a_parts.append(_CBounded(av.reshape(n, Q * m), ae.reshape(n, Q * m), aei.reshape(n, Q * m)))
+                    lo += m
+                a: Value = _side_by_side(a_parts)
+            else:
+                a = arch.definitions[l](z, ops)
+            for k in range(l + 1, depth):
+                spans = np.cumsum([0, *(Q * m for m in ms)])
+                z = _side_by_side([_affine(flat[2 * k], flat[2 * k + 1], _block(_clift(a), int(lo), int(hi)))
+                                   for (flat, *_), lo, hi in zip(cases, spans[:-1], spans[1:], strict=True)])
+                a = arch.definitions[k](z, ops)
+            per = _per_sample(arch, z, a, _side_by_side(yparts), ops, Q * sum(ms))
+            lo = 0
+            for c, m in enumerate(ms):
+                block = _block(per, lo, lo + Q * m)
+                lo += Q * m
+                per_sample = np.empty((Q, 1, m), dtype=np.complex128)
+                per_sample[:] = block.v.reshape(Q, 1, m)
+                bounds = np.empty((Q, 1))
+                bounds[:] = _mean(block, Q, m, arch.batch_sum)[1].reshape(Q, 1)
+                sweeps[c].append((per_sample, bounds))
+    results: list[FDResult | None] = []
+    for c, m in enumerate(ms):
+        grads, error = [], []
+        for per_sample, bounds in sweeps[c]:
+            ps = per_sample[:, 0, :]
+            if np.any(~np.isfinite(ps)):
+                grads = []
+                break
+            grads.append(ps.imag.sum(axis=1) / (1 if arch.batch_sum else m) / h)
+            bound = ROUND_SAFETY * bounds[:, 0] / h
+            error.append(np.where(np.isnan(bound), np.inf, bound))
+        if not grads:
+            results.append(None)
+            continue
+        nan = [np.full_like(g, np.nan) for g in grads]
+        no = [np.zeros(g.shape, dtype=bool) for g in grads]
+        results.append(FDResult(_split(arch, grads), _split(arch, error), _split(arch, no), _split(arch, nan),
+                                _split(arch, nan), "complex", _split(arch, nan), _split(arch, nan)))
+    return results

@@ -1,0 +1,77 @@
+"""fd_grads_many: many cases of one architecture evaluated side by side give, bit for bit, what
+fd_grads_unchecked gives case by case (issue 12: the certify runner's batched pass relies on it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from handgrad.reference.cases.spec import SCALES, CaseSpec, build_case, in_domain, label_kinds
+from handgrad.reference.oracles.finite_diff import FDResult, fd_grads_many, fd_grads_unchecked
+
+ARCHS = [
+    ((2, 3, 3, 1), ("sigmoid", "sigmoid", "sigmoid"), "squared_error", True),
+    ((3, 4, 2), ("tanh", "sigmoid"), "bce", True),
+    ((3, 4, 2), ("tanh", "sigmoid"), "bce", False),
+    ((3, 5, 3), ("tanh", "softmax"), "cross_entropy", True),
+    ((3, 5, 3), ("sigmoid", "softmax"), "cross_entropy", False),
+    ((4, 4, 4, 2), ("softplus", "gelu", "identity"), "squared_error", True),
+    ((2, 3, 2), ("relu", "sigmoid"), "squared_error", True),  # a kink: central differences, case by case
+]
+
+
+def _same(a: FDResult | Exception, b: FDResult | Exception) -> None:
+    if isinstance(b, Exception):
+        assert type(a) is type(b) and str(a) == str(b)
+        return
+    assert isinstance(a, FDResult), a
+    assert a.method == b.method
+    for field in ("grads", "error", "kink", "left", "right", "left_error", "right_error"):
+        fa, fb = getattr(a, field), getattr(b, field)
+        assert list(fa) == list(fb)
+        for k in fb:
+            assert fa[k].dtype == fb[k].dtype and fa[k].shape == fb[k].shape
+            assert fa[k].tobytes() == fb[k].tobytes(), (field, k)  # bitwise, NaN payloads and -0.0 included
+
+
+def _one(net, params, X, Y) -> FDResult | Exception:  # type: ignore[no-untyped-def]
+    try:
+        return fd_grads_unchecked(net, params, X, Y)
+    except (ValueError, ArithmeticError) as exc:
+        return exc
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: "-".join(map(str, a[0])) + "-" + "-".join(a[1]) + f"-{a[2]}")
+def test_many_cases_side_by_side_equal_each_alone_bitwise(arch: tuple) -> None:
+    sizes, acts, loss, fuse = arch
+    rng = np.random.default_rng(sum(sizes))
+    cases, nets = [], []
+    for i in range(24):
+        spec = CaseSpec(sizes, acts, loss, fuse, int(rng.choice([1, 2, 3, 5, 8, 9, 17, 33])),
+                        str(rng.choice(list(SCALES))), int(rng.integers(2**32)),
+                        labels=str(rng.choice(label_kinds(loss))), x_scale=float(rng.choice([0.1, 1.0, 10.0])),
+                        x_zeros=bool(i % 5 == 0), duplicate=bool(i % 7 == 0), rescale=True)
+        net, params, X, Y = build_case(spec, "float64" if i % 3 else "float32", filter_domain=False)
+        if in_domain(net, params, X):
+            cases.append((params, X, Y))
+            nets.append(net)
+    assert len(cases) >= 12
+    many = fd_grads_many(nets[0], cases)
+    assert len(many) == len(cases)
+    for got, case in zip(many, cases, strict=True):
+        _same(got, _one(nets[0], *case))
+
+
+def test_a_case_whose_complex_evaluation_overflows_is_computed_alone() -> None:
+    """exp of a complex argument beyond ~709.78 overflows where the real evaluation saturates: the
+    single-case path then takes central differences, and so does the batch, for that case only."""
+    spec = CaseSpec((2, 3, 1), ("sigmoid", "sigmoid"), "squared_error", True, 3, "unit", 5)
+    net, params, X, Y = build_case(spec, "float64", filter_domain=False)
+    hot = {k: v.copy() for k, v in params.items()}
+    hot["W1"] = hot["W1"] * 0 - 400.0  # z = -400 (x1 + x2) + b < -709.78: exp(-z) overflows
+    X2 = np.abs(X) + 1.0
+    cases = [(params, X, Y), (hot, X2, Y), (params, X, Y)]
+    many = fd_grads_many(net, cases)
+    alone = [_one(net, *c) for c in cases]
+    assert [getattr(r, "method", None) for r in alone] == ["complex", "central", "complex"]
+    for got, want in zip(many, alone, strict=True):
+        _same(got, want)
