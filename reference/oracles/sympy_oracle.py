@@ -84,6 +84,7 @@ __all__ = [
     "estimated_nodes",
     "get_sympy_oracle",
     "sympy_grads",
+    "sympy_grads_many",
     "sympy_grads_unchecked",
 ]
 
@@ -406,8 +407,11 @@ class SympyOracle:
             return [*flat, *Xd, *Yd], m
         return [*(dtype(v) for v in flat), *(r.astype(dtype) for r in Xd), *(r.astype(dtype) for r in Yd)], m
 
-    def _run_np(self, program: Callable[..., Any], n_out: int, inputs: list[Any], m: int) -> np.ndarray:
-        n_scalar = len(self._param_syms)
+    def _run_np(self, program: Callable[..., Any], n_out: int, inputs: list[Any], m: int,
+                n_scalar: int | None = None) -> np.ndarray:
+        """The program on ``m`` columns, 64 at a time; the first ``n_scalar`` inputs (default: the
+        parameters) are passed whole, the others sliced by column."""
+        n_scalar = len(self._param_syms) if n_scalar is None else n_scalar
         out = np.empty((n_out, m), dtype=_EVAL_DTYPE)
         with np.errstate(all="ignore"):
             for s in range(0, m, _CHUNK):
@@ -502,6 +506,47 @@ class SympyOracle:
             flat = flat + self._run_np(self._penalty_np, len(self._param_syms), inputs, m)[:, 0]
         return self._unflatten(flat.astype(np.float64))
 
+    def grads_many_unchecked(self, cases: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray, np.ndarray]],
+                             ) -> list[Params | Exception]:
+        """:meth:`grads_unchecked` of each validated case ``(params, X, Y)``, or the
+        ``ValueError``/``ArithmeticError`` it raises, in order. The cases' samples are laid side by
+        side as the program's columns (each parameter becomes a column vector holding its case's
+        value), so the program runs once per 64 columns of all cases instead of once per case; the
+        program is elementwise in longdouble, and each case's mean is taken over its own block as
+        :meth:`grads_unchecked` takes it, so every result is bitwise the same
+        (``tests/test_sympy_many.py``). A case with a non-finite sample (the mpmath fallback) or a
+        declared penalty is computed alone."""
+        out: list[Params | Exception | None] = [None] * len(cases)
+        if self._penalty_np is not None:
+            return [self._alone(*c) for c in cases]
+        n_scalar = len(self._param_syms)
+        prepared = [self._inputs(p, X, Y, _EVAL_DTYPE) for p, X, Y in cases]
+        ms = [m for _, m in prepared]
+        columns = [np.concatenate([np.full(m, inputs[k], dtype=_EVAL_DTYPE) for inputs, m in prepared])
+                   for k in range(n_scalar)]
+        rows = [np.concatenate([inputs[k] for inputs, _ in prepared])
+                for k in range(n_scalar, len(prepared[0][0]))]
+        vals = self._run_np(self._grad_np, self._grad_program.n_outputs, [*columns, *rows], sum(ms), n_scalar=0)
+        lo = 0
+        for i, m in enumerate(ms):
+            block = np.ascontiguousarray(vals[:, lo:lo + m])
+            lo += m
+            if not np.all(np.isfinite(block)):
+                out[i] = self._alone(*cases[i])
+                continue
+            flat = np.sum(block, axis=1) if self._batch_sum else np.mean(block, axis=1)
+            try:
+                out[i] = self._unflatten(flat.astype(np.float64))
+            except (ValueError, ArithmeticError) as exc:
+                out[i] = exc
+        return out  # type: ignore[return-value]
+
+    def _alone(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params | Exception:
+        try:
+            return self.grads_unchecked(params, X, Y)
+        except (ValueError, ArithmeticError) as exc:
+            return exc
+
     def grads_mp(self, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
                  dps: int = 40) -> Params:
         r"""The same closed forms evaluated with mpmath at ``dps`` significant digits, the mean taken
@@ -577,6 +622,18 @@ def get_sympy_oracle(net: Network) -> SympyOracle:
 def sympy_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray) -> Params:
     r"""Closed-form :math:`\partial L/\partial w` of ``net`` at ``(params, X, Y)``: float64 arrays."""
     return get_sympy_oracle(net).grads(params, X, Y)
+
+
+def sympy_grads_many(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray, np.ndarray]],
+                     ) -> list[Params | Exception]:
+    """:func:`sympy_grads_unchecked` of each validated case of ``net``'s architecture, or the
+    exception it raises (the oracle declining a network too large for it, for every case), in
+    order: :meth:`SympyOracle.grads_many_unchecked`."""
+    try:
+        oracle = get_sympy_oracle(net)
+    except (ValueError, ArithmeticError, NotImplementedError) as exc:
+        return [exc] * len(cases)
+    return oracle.grads_many_unchecked(cases)
 
 
 def sympy_grads_unchecked(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray,
