@@ -75,3 +75,17 @@ def test_a_case_whose_complex_evaluation_overflows_is_computed_alone() -> None:
     assert [getattr(r, "method", None) for r in alone] == ["complex", "central", "complex"]
     for got, want in zip(many, alone, strict=True):
         _same(got, want)
+
+
+def test_cases_too_wide_for_one_array_are_split_into_groups() -> None:
+    """A 10-30-10-3 net at m = 33 fills most of one chunk of perturbed columns per case: the batch
+    splits into groups (here one case each) and still equals the single-case results."""
+    rng = np.random.default_rng(3)
+    cases, net = [], None
+    for m in (33, 20, 33):
+        spec = CaseSpec((10, 30, 10, 3), ("tanh", "sigmoid", "sigmoid"), "squared_error", True, m, "unit",
+                        int(rng.integers(2**32)), rescale=True)
+        net, params, X, Y = build_case(spec, "float64", filter_domain=False)
+        cases.append((params, X, Y))
+    for got, case in zip(fd_grads_many(net, cases), cases, strict=True):
+        _same(got, _one(net, *case))

@@ -671,8 +671,19 @@ def fd_grads_many(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
             out[i] = exc
             continue
         batch.append((i, flat, zs, xs, Yf))
-    if batch:
-        for (i, *_), res in zip(batch, _complex_many(arch, [b[1:] for b in batch], H_COMPLEX), strict=True):
+    # Side by side in groups of at most _CHUNK entries per wide array, as one case's sweep is chunked.
+    widest_q = max(arch.sizes[l + 1] * (arch.sizes[l] + 1) for l in range(len(arch.definitions)))
+    groups: list[list[tuple[int, list[np.ndarray], list[_Bounded], list[_Bounded], np.ndarray]]] = []
+    entries = _CHUNK + 1
+    for b in batch:
+        size = widest_q * b[4].shape[1] * widest
+        if not groups or entries + size > _CHUNK:
+            groups.append([])
+            entries = 0
+        groups[-1].append(b)
+        entries += size
+    for group in groups:
+        for (i, *_), res in zip(group, _complex_many(arch, [b[1:] for b in group], H_COMPLEX), strict=True):
             params, X, Y = cases[i]
             # an overflow of the complex evaluation: the single-case path falls back to central
             out[i] = _alone(net, params, X, Y) if res is None else _with_penalty(net, params, res)
