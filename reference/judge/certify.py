@@ -24,6 +24,7 @@ output units), the convention of every oracle here (see ``docs/conventions.md``)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -210,25 +211,39 @@ def certify_backward(
             f"dtype={dt!r}, examples={examples}, min_batch={min_batch}, max_batch={max_batch}, "
             f"vary_shapes={vary_shapes}, scales={tuple(scales)}, labels={labels!r}, oracles={tuple(oracles)}, "
             f"seed={seed})")
-    cert = Certificate(name, net.describe(), dt, tuple(oracles), call=call, seed=seed, requested=examples,
-                       quorum=float(quorum))
     arch = Architecture(net.sizes, act_names, net.loss.name, fuse)
-    runner = _Runner(backward, cert, dt, oracles, policy, nondeterminism_tolerance, progress)
     start = time.perf_counter()
     square = arch._replace(sizes=(arch.sizes[0],) * (len(arch.sizes) - 1) + (arch.sizes[-1],)) if (
         vary_shapes and len(arch.sizes) > 2) else None
     traps = trap_specs(arch, seed=seed, scales=tuple(scales), labels=kinds, min_batch=min_batch,
                        max_batch=max_batch, square=square)
-    runner.total = len(traps) + examples
     if not expect_long:
         _warn_if_long(arch, traps, examples, min_batch, max_batch, oracles)
-    try:
-        for i, spec in enumerate(traps):
-            runner.trap(spec, i, seed)
-        runner.random(arch, max_width if vary_shapes else None, examples, min_batch, max_batch, scales,
-                      kinds, seed)
-    except _Failed as exc:
-        cert.failure = exc.report
+
+    def run(runner_class: type[_Runner]) -> Certificate:
+        cert = Certificate(name, net.describe(), dt, tuple(oracles), call=call, seed=seed, requested=examples,
+                           quorum=float(quorum))
+        runner = runner_class(backward, cert, dt, oracles, policy, nondeterminism_tolerance, progress)
+        runner.total = len(traps) + examples
+        try:
+            for i, spec in enumerate(traps):
+                runner.trap(spec, i, seed)
+            runner.random(arch, max_width if vary_shapes else None, examples, min_batch, max_batch, scales,
+                          kinds, seed)
+            if isinstance(runner, _BatchedRunner):
+                runner.settle()
+        except _Failed as exc:
+            cert.failure = exc.report
+        return cert
+
+    # One batched pass for a short run; case by case for a long one (progress per case) and
+    # whenever the batched pass meets a case that is not certified (the same seed, the same draws).
+    cert = None
+    if _run_estimate(arch, traps, examples, min_batch, max_batch, oracles) <= BATCH_MAX_SECONDS:
+        with contextlib.suppress(_Abandon):
+            cert = run(_BatchedRunner)
+    if cert is None:
+        cert = run(_Runner)
     cert.seconds = time.perf_counter() - start
     if cert.failure is None:
         _refusals(cert, examples, quorum, scales)
@@ -432,6 +447,10 @@ class _Runner:
                 self.cert.tally(spec.scale, "outside")
                 return "outside"
             report = outside
+        return self._record(spec, report)
+
+    def _record(self, spec: CaseSpec, report: Report) -> str:
+        """Count a decided case in the certificate (or keep it as the first failure); its outcome."""
         report.seed = spec.seed
         if report.verdict in ("mismatch", "error"):
             if spec.trap:
@@ -571,6 +590,106 @@ class _Runner:
                                  reproduce=spec.reproduce(self.dt), nondeterminism_tolerance=self.tol)
         return referee(net, params, X, Y, self.backward, oracles=self.oracles, policy=self.policy,
                        reproduce=spec.reproduce(self.dt), seed=spec.numpy_seed, nondeterminism_tolerance=self.tol)
+
+
+class _Abandon(Exception):
+    """A speculative pass met a case that was not certified: the run is redone case by case."""
+
+
+BATCH_MAX_SECONDS = 30.0
+"""Runs estimated above this (:func:`_run_estimate`) are decided case by case, with progress per
+case; shorter ones in one batched pass (:class:`_BatchedRunner`)."""
+
+
+class _BatchedRunner(_Runner):
+    """The same run, decided in one pass (issue 12: throughput on small networks).
+
+    Drawing is speculative: every case in the oracles' domain is taken as certified when it is
+    drawn (hypothesis then draws exactly what the case-by-case runner draws after a certified case:
+    it redraws only after an undecided one). :meth:`settle` then computes the finite differences
+    and the SymPy closed forms of all of them side by side (``fd_grads_many``,
+    ``sympy_grads_many``: every number bitwise the single-case one), referees each case with those
+    references, and records the cases in the order they were drawn. If any case is not certified
+    (a mismatch, an error, an inconclusive case), or a case outside the float64 domain fails, the
+    whole run is abandoned (:class:`_Abandon`) and redone by :class:`_Runner` with the same seed,
+    so that a failure is found, shrunk and reported exactly as without this pass."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.events: list[tuple[CaseSpec, Any]] = []  # (spec, the drawn case | a report | None: outside)
+        self.abandoned = False
+
+    def run(self, spec: CaseSpec) -> str:
+        if self.abandoned:  # the run will be redone: let hypothesis finish without work
+            return "certified"
+        case_net, params, X, Y = build_case(spec, self.dt, filter_domain=False)
+        if in_domain(case_net, params, X):
+            self.events.append((spec, (case_net, params, X, Y)))
+            return "certified"
+        outside = self._outside(case_net, params, X, Y, spec)
+        if outside is not None and outside.verdict != "certified":
+            self.abandoned = True
+            return "certified"
+        self.events.append((spec, outside))
+        return "outside" if outside is None else "certified"
+
+    def settle(self) -> None:
+        """Decide the drawn cases together and record them in order, or raise :class:`_Abandon`."""
+        if self.abandoned:
+            raise _Abandon
+        drawn = [(i, e) for i, (_, e) in enumerate(self.events) if isinstance(e, tuple)]
+        references: dict[int, dict[str, object]] = {i: {} for i, _ in drawn}
+        groups: dict[Any, list[int]] = {}
+        for i, (case_net, *_) in drawn:
+            groups.setdefault((case_net.sizes, tuple(a.name for a in case_net.activations), case_net.loss.name,
+                               case_net.fuse), []).append(i)
+        try:
+            for members in groups.values():
+                net = self.events[members[0]][1][0]
+                cases = [self.events[i][1][1:] for i in members]
+                if net.n_params > _scale_min_params():
+                    continue  # the scale path decides these, case by case
+                for name, many in (("fd", _fd_many), ("sympy", _sympy_many)):
+                    if name in self.oracles:
+                        for i, result in zip(members, many(net, cases), strict=True):
+                            references[i][name] = result
+            reports: dict[int, Report] = {}
+            for i, (case_net, params, X, Y) in drawn:
+                spec = self.events[i][0]
+                report = (self._referee(case_net, params, X, Y, spec) if case_net.n_params > _scale_min_params()
+                          else referee(case_net, params, X, Y, self.backward, oracles=self.oracles,
+                                       policy=self.policy, reproduce=spec.reproduce(self.dt), seed=spec.numpy_seed,
+                                       nondeterminism_tolerance=self.tol, references=references[i]))
+                if report.verdict != "certified":
+                    raise _Abandon
+                reports[i] = report
+        except _Abandon:
+            raise
+        except Exception as exc:  # anything unexpected: the case-by-case run meets it in its place
+            raise _Abandon from exc
+        for i, (spec, event) in enumerate(self.events):
+            if event is None:
+                self.cert.tally(spec.scale, "outside")
+            else:
+                self._record(spec, reports[i] if i in reports else event)
+
+
+def _scale_min_params() -> int:
+    from .scale import SCALE_MIN_PARAMS
+
+    return SCALE_MIN_PARAMS
+
+
+def _fd_many(net: hg.Network, cases: Sequence[Any]) -> list[Any]:
+    from ..oracles.finite_diff import fd_grads_many
+
+    return fd_grads_many(net, cases)
+
+
+def _sympy_many(net: hg.Network, cases: Sequence[Any]) -> list[Any]:
+    from ..oracles.sympy_oracle import sympy_grads_many
+
+    return sympy_grads_many(net, cases)
 
 
 def _check_settings(dtype: Any, examples: int, scales: Sequence[str], min_batch: int, max_batch: int,
