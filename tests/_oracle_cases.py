@@ -15,7 +15,7 @@ import pytest
 
 import handgrad as hg
 
-__all__ = ["BAD_INPUTS", "activation_cases", "draw", "labels", "loss_cases", "within"]
+__all__ = ["BAD_INPUTS", "activation_cases", "arch_id", "design_cases", "draw", "labels", "loss_cases", "within"]
 
 ACTIVATION_SIZES = (3, 4, 4, 2)
 LOSS_SIZES = (3, 4, 4, 3)
@@ -103,3 +103,31 @@ BAD_INPUTS = [  # for the article network (2-3-3-1) and a batch of 3
     pytest.param(_bad(X=lambda x: np.where(x > 0, np.nan, x)), ValueError, "non-finite", id="X-nan"),
     pytest.param(_bad(X=lambda x: x.tolist()), TypeError, "X must be a numpy.ndarray", id="X-list"),
 ]
+
+
+def arch_id(arch: tuple) -> str:
+    """A readable id for an ``(sizes, activations, loss, fuse)`` tuple."""
+    sizes, acts, loss, fuse = arch
+    return "-".join(map(str, sizes)) + "-" + "-".join(acts) + f"-{loss}" + ("" if fuse else "-unfused")
+
+
+def design_cases(arch: tuple, seed: int, batch_sizes: tuple[int, ...], count: int = 24,
+                 ) -> tuple[hg.Network, list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]]:
+    """``count`` seeded case-design draws of ``arch`` (every scale, label family, X scale, exact
+    zeros and duplicated samples now and then; a third in float32), the ones inside the oracles'
+    domain: what the certify runner's batched pass hands the oracles."""
+    from handgrad.reference.cases.spec import SCALES, CaseSpec, build_case, in_domain, label_kinds
+
+    sizes, acts, loss, fuse = arch
+    rng = np.random.default_rng(seed)
+    cases, net = [], None
+    for i in range(count):
+        spec = CaseSpec(sizes, acts, loss, fuse, int(rng.choice(batch_sizes)), str(rng.choice(list(SCALES))),
+                        int(rng.integers(2**32)), labels=str(rng.choice(label_kinds(loss))),
+                        x_scale=float(rng.choice([0.1, 1.0, 10.0])), x_zeros=bool(i % 5 == 0),
+                        duplicate=bool(i % 7 == 0), rescale=True)
+        net, params, X, Y = build_case(spec, "float64" if i % 3 else "float32", filter_domain=False)
+        if in_domain(net, params, X):
+            cases.append((params, X, Y))
+    assert net is not None
+    return net, cases

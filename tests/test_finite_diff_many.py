@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from handgrad.reference.cases.spec import SCALES, CaseSpec, build_case, in_domain, label_kinds
+from _oracle_cases import arch_id, design_cases
+from handgrad.reference.cases.spec import CaseSpec, build_case
 from handgrad.reference.oracles.finite_diff import FDResult, fd_grads_many, fd_grads_unchecked
 
 ARCHS = [
@@ -40,25 +41,14 @@ def _one(net, params, X, Y) -> FDResult | Exception:  # type: ignore[no-untyped-
         return exc
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: "-".join(map(str, a[0])) + "-" + "-".join(a[1]) + f"-{a[2]}")
+@pytest.mark.parametrize("arch", ARCHS, ids=arch_id)
 def test_many_cases_side_by_side_equal_each_alone_bitwise(arch: tuple) -> None:
-    sizes, acts, loss, fuse = arch
-    rng = np.random.default_rng(sum(sizes))
-    cases, nets = [], []
-    for i in range(24):
-        spec = CaseSpec(sizes, acts, loss, fuse, int(rng.choice([1, 2, 3, 5, 8, 9, 17, 33])),
-                        str(rng.choice(list(SCALES))), int(rng.integers(2**32)),
-                        labels=str(rng.choice(label_kinds(loss))), x_scale=float(rng.choice([0.1, 1.0, 10.0])),
-                        x_zeros=bool(i % 5 == 0), duplicate=bool(i % 7 == 0), rescale=True)
-        net, params, X, Y = build_case(spec, "float64" if i % 3 else "float32", filter_domain=False)
-        if in_domain(net, params, X):
-            cases.append((params, X, Y))
-            nets.append(net)
+    net, cases = design_cases(arch, sum(arch[0]), (1, 2, 3, 5, 8, 9, 17, 33))
     assert len(cases) >= 12
-    many = fd_grads_many(nets[0], cases)
+    many = fd_grads_many(net, cases)
     assert len(many) == len(cases)
     for got, case in zip(many, cases, strict=True):
-        _same(got, _one(nets[0], *case))
+        _same(got, _one(net, *case))
 
 
 def test_a_case_whose_complex_evaluation_overflows_is_computed_alone() -> None:

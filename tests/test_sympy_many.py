@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from handgrad.reference.cases.spec import SCALES, CaseSpec, build_case, in_domain, label_kinds
+from _oracle_cases import arch_id, design_cases
 from handgrad.reference.oracles.sympy_oracle import sympy_grads_many, sympy_grads_unchecked
 
 ARCHS = [
@@ -24,22 +24,11 @@ def _one(net, params, X, Y):  # type: ignore[no-untyped-def]
         return exc
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: "-".join(map(str, a[0])) + "-" + "-".join(a[1]) + f"-{a[2]}")
+@pytest.mark.parametrize("arch", ARCHS, ids=arch_id)
 def test_many_cases_side_by_side_equal_each_alone_bitwise(arch: tuple) -> None:
-    sizes, acts, loss, fuse = arch
-    rng = np.random.default_rng(7 + sum(sizes))
-    cases, net = [], None
-    for i in range(24):
-        spec = CaseSpec(sizes, acts, loss, fuse, int(rng.choice([1, 2, 3, 5, 9, 17, 33, 40, 70])),
-                        str(rng.choice(list(SCALES))), int(rng.integers(2**32)),
-                        labels=str(rng.choice(label_kinds(loss))), x_scale=float(rng.choice([0.1, 1.0, 10.0])),
-                        x_zeros=bool(i % 5 == 0), duplicate=bool(i % 7 == 0), rescale=True)
-        net, params, X, Y = build_case(spec, "float64" if i % 3 else "float32", filter_domain=False)
-        if in_domain(net, params, X):
-            cases.append((params, X, Y))
+    net, cases = design_cases(arch, 7 + sum(arch[0]), (1, 2, 3, 5, 9, 17, 33, 40, 70))  # 70: two chunks
     assert len(cases) >= 12
-    many = sympy_grads_many(net, cases)
-    for got, case in zip(many, cases, strict=True):
+    for got, case in zip(sympy_grads_many(net, cases), cases, strict=True):
         want = _one(net, *case)
         if isinstance(want, Exception):
             assert type(got) is type(want) and str(got) == str(want)
