@@ -164,7 +164,9 @@ def certify_backward(
       nondeterminism_tolerance: how far two calls on the same input may differ (relative; 0:
         bitwise equal).
       raise_on_failure: raise :class:`CertificationError` with the shrunk failing case's report.
-      progress: called as ``progress(done, total)`` after each case.
+      progress: called as ``progress(done, total)`` after each case. A run estimated at
+        :data:`BATCH_MAX_SECONDS` or less is decided in one batched pass (the same certificate as
+        case by case; docs/benchmarks.md) and reports its progress when the pass ends.
       conventions: a :class:`~handgrad.reference.judge.conventions.Conventions` declaring the
         user's code (layout, names, labels, reduction, 1/2, L2): ``backward`` (a function or a model
         object) is then called in those conventions, every oracle differentiates the declared loss,
