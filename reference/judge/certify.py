@@ -608,10 +608,11 @@ progress comes at its end."""
 class _BatchedRunner(_Runner):
     """The same run, decided in one pass (issue 12: throughput on small networks).
 
-    Drawing is speculative: every case in the oracles' domain is taken as certified when it is
-    drawn (hypothesis then draws exactly what the case-by-case runner draws after a certified case:
-    it redraws only after an undecided one). :meth:`settle` then computes the finite differences
-    and the SymPy closed forms of all of them side by side (``fd_grads_many``,
+    The traps are decided at once, case by case (they come first, and most bugs show there). The
+    random draws are speculative: every case in the oracles' domain is taken as certified when it
+    is drawn (hypothesis then draws exactly what the case-by-case runner draws after a certified
+    case: it redraws only after an undecided one). :meth:`settle`, after the draws, computes the
+    finite differences and the SymPy closed forms of those cases side by side (``fd_grads_many``,
     ``sympy_grads_many``: every number bitwise the single-case one), referees each case with those
     references, and records the cases in the order they were drawn. If any case is not certified
     (a mismatch, an error, an inconclusive case), or a case outside the float64 domain fails, the
@@ -621,9 +622,14 @@ class _BatchedRunner(_Runner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.events: list[tuple[CaseSpec, Any]] = []  # (spec, the drawn case | a report | None: outside)
+        self.settled = 0  # events already recorded
         self.abandoned = False
 
     def run(self, spec: CaseSpec) -> str:
+        if spec.trap:
+            # Traps come first and catch most bugs: decided at once, case by case, so that a bug
+            # there is reported without a batch drawn for nothing (nothing speculative precedes them).
+            return super().run(spec)
         if self.abandoned:  # the run will be redone: let hypothesis finish without work
             return "certified"
         case_net, params, X, Y = build_case(spec, self.dt, filter_domain=False)
@@ -638,10 +644,11 @@ class _BatchedRunner(_Runner):
         return "outside" if outside is None else "certified"
 
     def settle(self) -> None:
-        """Decide the drawn cases together and record them in order, or raise :class:`_Abandon`."""
+        """Decide the cases drawn since the last call together and record them in order, or raise
+        :class:`_Abandon`."""
         if self.abandoned:
             raise _Abandon
-        drawn = [(i, e) for i, (_, e) in enumerate(self.events) if isinstance(e, tuple)]
+        drawn = [(i, e) for i, (_, e) in enumerate(self.events) if i >= self.settled and isinstance(e, tuple)]
         references: dict[int, dict[str, object]] = {i: {} for i, _ in drawn}
         groups: dict[Any, list[int]] = {}
         for i, (case_net, *_) in drawn:
@@ -671,11 +678,13 @@ class _BatchedRunner(_Runner):
             raise
         except Exception as exc:  # anything unexpected: the case-by-case run meets it in its place
             raise _Abandon from exc
-        for i, (spec, event) in enumerate(self.events):
+        for i in range(self.settled, len(self.events)):
+            spec, event = self.events[i]
             if event is None:
                 self.cert.tally(spec.scale, "outside")
             else:
                 self._record(spec, reports[i] if i in reports else event)
+        self.settled = len(self.events)
 
 
 def _scale_min_params() -> int:
