@@ -184,18 +184,22 @@ def _distinct_columns(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return X
 
 
-def _untied_row(w: np.ndarray, a: np.ndarray, target: int, rng: np.random.Generator, high: int) -> np.ndarray:
-    r"""A weight row (multiples of 1/4 in [-high/4, high/4]) whose product with ``a`` at sample
-    ``target`` differs from every other sample's: the bias that puts the unit on its kink for
-    ``target`` then leaves it off the kink everywhere else. Why: a perturbation that moves one unit
-    across its kink in two samples at once can have a convention derivative outside both one-sided
-    quotients (the two samples may sit on opposite sides), so the finite-difference witness would
-    refuse a correct backward. ``w`` is returned unchanged (nothing drawn) when it has no tie."""
+def _untied_row(w: np.ndarray, a: np.ndarray, target: int, rng: np.random.Generator, high: int,
+                allowed: np.ndarray | None = None) -> np.ndarray:
+    r"""A weight row (multiples of 1/4 in [-high/4, high/4], 0 outside ``allowed``) whose product
+    with ``a`` at sample ``target`` differs from every other sample's: the bias that puts the unit
+    on its kink for ``target`` then leaves it off the kink everywhere else. Why: a perturbation that
+    moves one unit across its kink in two samples at once can have a convention derivative outside
+    both one-sided quotients (the two samples may sit on opposite sides), so the finite-difference
+    witness would refuse a correct backward. ``w`` is returned unchanged (nothing drawn) when it
+    has no tie."""
+    keep = np.ones(w.shape, dtype=bool) if allowed is None else allowed
+    w = np.where(keep, w, 0.0)
     for _ in range(_TRIES):
         p = w @ a
         if np.sum(p == p[target]) == 1:
             break
-        w = rng.integers(-high, high + 1, w.shape) / 4.0
+        w = np.where(keep, rng.integers(-high, high + 1, w.shape) / 4.0, 0.0)
     return w
 
 
@@ -209,9 +213,12 @@ def _kink_in_layer(net: Network, params: Params, X: np.ndarray, layer: int,
     and every bias an *odd* multiple of half the granularity of :math:`W a` (:math:`2^{-(g+3)}` when
     :math:`a` is a multiple of :math:`2^{-g}`), so every pre-activation below is an odd multiple of
     it: exact and never 0. In ``layer``, unit :math:`i^*` (the one whose outgoing weights are
-    largest) gets the bias :math:`k - (Wa)_{i^*s^*}` for sample :math:`s^* = 0`, with its weights from
-    inputs that are not exact there (leaky relu, elu below 0) set to 0; its other units are kept
-    off the kink as below. The layers above keep their random draw.
+    largest) gets the bias :math:`k - (Wa)_{i^*s^*}` for the first sample :math:`s^*` with an input
+    computed exactly, its weights from inputs that are not exact there (leaky relu, elu below 0)
+    held at 0 while they are redrawn to untie :math:`s^*` from the other samples; its other units
+    are kept off the kink as below. (A sample without any exact input cannot be singled out: with
+    none in the case, every weight of the row is 0 and every sample sits on the kink, which the
+    finite differences then leave to SymPy and JAX.) The layers above keep their random draw.
 
     Why one unit: finite differences are the independent witness at a kink, and a perturbation
     that moves two kinked units at once (two layers, or two samples) can have a derivative by the
@@ -231,10 +238,12 @@ def _kink_in_layer(net: Network, params: Params, X: np.ndarray, layer: int,
         if l == layer:
             above = net.param_shapes.get(f"W{l + 1}")
             target = int(np.argmax(np.abs(params[f"W{l + 1}"]).sum(axis=0))) if above else 0
-            W[target] = _untied_row(np.where(exact[:, 0], W[target], 0.0), a, 0, rng, high)
-            W[target, ~exact[:, 0]] = 0.0
+            # The sample put on the kink: the first with an exactly computed input (with none, the
+            # row would be all zeros and every sample on the kink at once).
+            s_star = next((s for s in range(a.shape[1]) if exact[:, s].any()), 0)
+            W[target] = _untied_row(W[target], a, s_star, rng, high, allowed=exact[:, s_star])
             k = float(act.kinks[0]) if act.kinks else 0.0
-            B[target, 0] = k - float((W @ a)[target, 0])
+            B[target, 0] = k - float((W @ a)[target, s_star])
         params[f"W{l}"], params[f"B{l}"] = W, B
         z = W @ a + B
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):

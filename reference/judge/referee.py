@@ -21,6 +21,8 @@ Procedure (shape before values, forward before backward); :func:`referee` runs o
    report says how many); only when that is every element is the case ``inconclusive``.
 4. The references are computed (:mod:`handgrad.reference.oracles.table`); an oracle that declines
    says why in the notes, and fewer usable references than ``min_oracles`` is ``inconclusive``.
+   An element the finite differences cannot decide (a kink their steps cross on both sides) is
+   checked against the two other references, or masked when there is only one (noted either way).
 5. The oracles are cross-checked *among themselves* first (SymPy vs JAX, finite differences vs
    JAX). If they disagree, the case is ``inconclusive`` and the report says which oracle pair
    disagreed: the hand code is never blamed for an oracle's failure.
@@ -314,6 +316,9 @@ def referee(
     refs, fd = _run_oracles(net, dict(params), X, Y, oracles, report.notes, references)
     if _too_few(refs, min_oracles, report):
         return report
+    mask = _fd_undecided(net, refs, fd, mask, report, keys)
+    if report.verdict == "inconclusive":
+        return report
     # 5. The oracles among themselves.
     if not _cross_check(net, refs, fd, budget, report, keys):
         return report
@@ -547,6 +552,46 @@ def _kink_mask(net: Network, budget: Budget, dtype: np.dtype, report: Report) ->
                         f"rounding reach of a kink ({where}{', ...' if len(cells) > 1 else ''}), where a "
                         "correct backward may take either branch; the other elements are checked")
     return mask
+
+
+def _fd_undecided(net: Network, refs: Mapping[str, Params], fd: Any, mask: dict[str, np.ndarray] | None,
+                  report: Report, keys: Sequence[str] | None = None) -> dict[str, np.ndarray] | None:
+    """Step 4b: elements the finite differences cannot decide (a kink their steps cross on both
+    sides, where the one-sided quotients bracket no convention: ``error`` is inf there). Checked
+    against the other references when there are two of them (noted); otherwise masked like a kink
+    within rounding reach (noted; ``inconclusive`` when nothing is left)."""
+    if fd is None:
+        return mask
+    names = list(net.param_names if keys is None else keys)
+    undecided = {k: fd.kink[k] & ~np.isfinite(fd.error[k]) for k in names}
+    n = int(sum(int(v.sum()) for v in undecided.values()))
+    if not n:
+        return mask
+    others = [oracle_label(o) for o in refs if o != "fd"]
+    where = "at a kink the finite-difference steps cross on both sides (inputs of both signs across the samples)"
+    if len(others) >= 2:
+        report.notes.append(f"{n} gradient element(s) {where} are checked against {' and '.join(others)} only")
+        return mask
+    merged = {k: np.zeros(shape, dtype=bool) if mask is None else mask[k].copy()
+              for k, shape in net.param_shapes.items()}
+    before = int(sum(int(v.sum()) for v in merged.values()))
+    for k, v in undecided.items():
+        merged[k] |= v
+    total = int(sum(v.size for v in merged.values()))
+    masked = int(sum(int(v.sum()) for v in merged.values()))
+    report.masked += masked - before
+    if masked >= total:
+        report.verdict = "inconclusive"
+        report.notes.append(f"every gradient element is masked: {n} {where}, and "
+                            f"{_only_other(others)}")
+        return None
+    report.notes.append(f"{masked - before} gradient element(s) masked: {where}, and {_only_other(others)}; "
+                        "the other elements are checked")
+    return merged
+
+
+def _only_other(others: Sequence[str]) -> str:
+    return f"{others[0]} is the only other reference" if others else "there is no other reference"
 
 
 def _too_few(refs: Mapping[str, Params], min_oracles: int, report: Report) -> bool:

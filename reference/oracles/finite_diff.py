@@ -36,6 +36,10 @@ the centre's, the quotient straddles a kink: the element is flagged ``kink=True`
 one-sided quotients ``left`` :math:`(L(w) - L(w-h))/h` and ``right`` :math:`(L(w+h) - L(w))/h`
 are returned with their errors (:class:`FDResult`). At a kink exactly at :math:`w` the house
 convention is the left branch; ``grads ± error`` brackets both quotients for flagged elements.
+Where kinks are crossed on both sides (``w + h`` moves one kinked pre-activation across and
+``w - h`` another, as an exact kink with inputs of both signs across the samples does), the
+one-sided quotients mix the branches sample by sample and bracket no convention: ``error`` is
+``inf`` there (the element is left to the other references).
 
 How honest the estimates are, measured against a 60-digit mpmath reference on hundreds of seeded
 cases (no element exceeded its estimate): ``docs/fd_error.md`` (``scripts/measure_fd_error.py``).
@@ -598,6 +602,12 @@ def _central(arch: _Arch, flat: list[np.ndarray], zs: list[_Bounded], xs: list[_
         q_err = ROUND_SAFETY * (em1 + eps0) / h + 2 * U * np.abs(q1) + TRUNC_SAFETY * np.abs(q1 - q2)
         k = changed.any(axis=1)
         err = np.where(k, np.abs(r1 - q1) / 2 + np.maximum(r_err, q_err), err)
+        # Kinks crossed on both sides (w + h moves one kinked pre-activation across, w - h another,
+        # or one the other way: an input of either sign across the samples): each one-sided
+        # quotient then mixes the branches sample by sample, and neither it nor anything between
+        # the two is the derivative under any convention. Nothing is known: the error is unbounded.
+        both = (changed[:, 0] | changed[:, 2]) & (changed[:, 1] | changed[:, 3])
+        err = np.where(both, np.inf, err)
         # A bound that could not be formed (nan) is unknown: report it as unbounded.
         err, r_err, q_err = (np.where(np.isnan(e), np.inf, e) for e in (err, r_err, q_err))
         nan = np.full_like(d1, np.nan)
