@@ -22,11 +22,13 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from handgrad import Network, Params
+from handgrad.notation import element_name
 
 from ..oracles.mp_oracle import float64_domain, mp_grads_unchecked
-from .referee import _conventions_of, _name, _without_declared_biases, provider_grads
+from .referee import provider_grads
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, TolerancePolicy, budget_against_exact
+from .user_view import conventions_of, without_declared_biases
 
 __all__ = ["PAIR", "referee_outside"]
 
@@ -53,8 +55,8 @@ def referee_outside(net: Network, params: Mapping[str, np.ndarray], X: np.ndarra
     net.check_batch(params, X, Y)
     if float64_domain(net, params, X):
         raise ValueError("the case is inside the float64 oracles' domain: referee it with referee()")
-    conv = _conventions_of(None, grads)
-    params, keys, bias_note = _without_declared_biases(net, params, conv)
+    conv = conventions_of(None, grads)
+    params, keys, bias_note = without_declared_biases(net, params, conv)
     dtype = np.asarray(params[net.param_names[0]]).dtype
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce, seed=seed)
     if bias_note:
@@ -94,10 +96,10 @@ def _judge(k: str, hand: np.ndarray, ref: np.ndarray, budget: np.ndarray, report
     scale = max(float(np.max(np.abs(ref))), float(np.finfo(np.float64).tiny))
     report.checks.append(TensorCheck(pair=PAIR, tensor=k, max_abs=float(np.max(diff)),
                                      max_rel=float(np.max(diff)) / scale, ratio=float(np.max(ratio)),
-                                     worst=_name(k, worst), ok=not bool(bad.any()), n_bad=int(bad.sum())))
+                                     worst=element_name(k, worst), ok=not bool(bad.any()), n_bad=int(bad.sum())))
     if bad.any():
         report.verdict = "mismatch"
-        report.mismatches.append(Mismatch(pair=PAIR, tensor=k, index=worst, element=_name(k, worst),
+        report.mismatches.append(Mismatch(pair=PAIR, tensor=k, index=worst, element=element_name(k, worst),
                                           values={"hand": float(hand[worst]), "mpmath": float(ref[worst])},
                                           budget=float(budget[worst]), ratio=float(ratio[worst]),
                                           n_bad=int(bad.sum())))

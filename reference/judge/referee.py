@@ -60,6 +60,13 @@ from handgrad.validation import check_positive_int
 from ..oracles.table import ORACLES, check_oracles, oracle_label
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, Budget, TolerancePolicy, error_budget
+from .user_view import (
+    conventions_of,
+    describe_for_user,
+    diagnose_report,
+    user_names,
+    without_declared_biases,
+)
 
 __all__ = [
     "ORACLES",
@@ -293,8 +300,8 @@ def referee(
     oracles = check_oracles(oracles)
     check_positive_int("min_oracles", min_oracles)
     net.check_batch(params, X, Y)
-    conv = _conventions_of(conventions, grads)
-    params, keys, bias_note = _without_declared_biases(net, params, conv)
+    conv = conventions_of(conventions, grads)
+    params, keys, bias_note = without_declared_biases(net, params, conv)
     dtype = params[net.param_names[0]].dtype
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce)
     if bias_note:
@@ -305,7 +312,7 @@ def referee(
         raise ValueError(f"nondeterminism_tolerance must be a number >= 0, got {nondeterminism_tolerance!r}")
     hand = provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance, keys, conv)
     if hand is None:
-        _describe_for_user(params, X, Y, conv, report)
+        describe_for_user(params, X, Y, conv, report)
         return report
     # 3. The budgets, and a kink within rounding reach.
     budget = error_budget(net, params, X, Y, policy)
@@ -327,67 +334,9 @@ def referee(
     if report.verdict == "mismatch":
         if fd is not None:
             _name_kink_convention(net, hand, refs, fd, budget.hand_only(dtype), report)
-        _diagnose(net, hand, refs, used, params, X, Y, conv, report)
-        _describe_for_user(params, X, Y, conv, report)
+        diagnose_report(net, hand, refs, used, params, X, Y, conv, report)
+        describe_for_user(params, X, Y, conv, report)
     return report
-
-
-def _conventions_of(conventions: Any, grads: object) -> Any:
-    """The declared conventions: given, or carried by a wrapped backward, or None (the article's)."""
-    if conventions is None:
-        conventions = getattr(grads, "conventions", None) if callable(grads) else None
-        if conventions is None:
-            return None
-    from .conventions import Conventions
-
-    if not isinstance(conventions, Conventions):
-        raise TypeError(f"conventions must be a Conventions, got {type(conventions).__name__}")
-    return conventions
-
-
-def _without_declared_biases(net: Network, params: Mapping[str, np.ndarray],
-                             conv: Any) -> tuple[Mapping[str, np.ndarray], list[str], str]:
-    """Step 1 for layers declared without a bias: the case restricted to the declared model (their
-    B set to 0), the tensors the provider must return (those B left out), and a note saying so."""
-    if conv is None or not conv.no_bias:
-        return params, list(net.param_names), ""
-    beyond = [l for l in conv.no_bias if l > net.depth]
-    if beyond:
-        raise ValueError(f"conventions.no_bias names layer(s) {beyond} but the network has {net.depth} layers")
-    dropped = [f"B{l}" for l in conv.no_bias]
-    out = {k: (np.zeros_like(v) if k in dropped else v) for k, v in params.items()}
-    keys = [k for k in net.param_names if k not in dropped]
-    layers = ", ".join(str(l) for l in conv.no_bias)
-    return out, keys, (f"layer{'s' if len(dropped) > 1 else ''} {layers} declared without a bias: "
-                       f"{', '.join(dropped)} = 0 in this case and not checked")
-
-
-def _describe_for_user(params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray, conv: Any,
-                       report: Report) -> None:
-    """After a failure in the user's conventions: the case as their code received it (a note)."""
-    if conv is None:
-        return
-    from .conventions import describe_user_case
-
-    try:
-        report.notes.append(describe_user_case(params, X, Y, conv))
-    except (ValueError, KeyError) as exc:  # a case their labels cannot express: say so, do not crash
-        report.notes.append(f"the case cannot be shown in your conventions: {exc}")
-
-
-def _diagnose(net: Network, hand: Params, refs: Mapping[str, Params], used: Mapping[str, Mapping[str, Any]],
-              params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray, conv: Any,
-              report: Report) -> None:
-    """After a mismatch: the likely causes that explain it within the budgets (``report.diagnoses``)."""
-    from .diagnosis import diagnose
-
-    base = getattr(getattr(net.loss, "base", None), "name", None) or net.loss.name
-    try:
-        found = diagnose(hand, refs, _diagnosis_budgets(used), params=params, X=X, Y=Y, conventions=conv, loss=base)
-    except (ValueError, TypeError, ArithmeticError) as exc:
-        report.notes.append(f"no diagnosis: the hypotheses could not be tested ({type(exc).__name__}: {exc})")
-        return
-    report.diagnoses = tuple(found)
 
 
 def provider_grads(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
@@ -503,7 +452,7 @@ def _same_twice(net: Network, first: Params, second: Params, tol: float, report:
             differ[...] = True
         if differ.any():
             idx = tuple(int(i) for i in np.argwhere(differ)[0])
-            label, user_tensor = _user_names(k, idx, conv)
+            label, user_tensor = user_names(k, idx, conv)
             report.verdict = "error"
             report.notes.append(f"nondeterministic backward: two calls on the same input differ at "
                                 f"{label or f'dL/d{_name(k, idx)} ({code_name(k, idx)})'}: first call "
@@ -642,7 +591,7 @@ def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any,
 
     Returns the budget of every reference and tensor as a pair ``(budget, decided_by_kink)`` (the
     latter None, or the elements a kink inside a finite-difference step decides), what a
-    diagnosis reads (:func:`_diagnosis_budgets`)."""
+    diagnosis reads (:func:`diagnosis_budgets`)."""
     against, hand_only = budget.against(dtype), budget.hand_only(dtype)
     if mask is not None:  # a masked element gets an infinite budget: it cannot fail
         against = {k: np.where(mask[k], np.inf, v) for k, v in against.items()}
@@ -665,7 +614,7 @@ def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any,
             if worst is None:
                 continue
             report.verdict = "mismatch"
-            label, user_tensor = _user_names(k, worst, conv)
+            label, user_tensor = user_names(k, worst, conv)
             if label:
                 check.worst = label
             if any(mm.tensor == k for mm in report.mismatches):
@@ -676,16 +625,6 @@ def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any,
                                               values=values, budget=float(bud[worst]), ratio=check.ratio,
                                               n_bad=int(bad.sum()), label=label, user_tensor=user_tensor))
     return used
-
-
-def _user_names(tensor: str, index: tuple[int, ...], conv: Any) -> tuple[str, str]:
-    """The user's name of a gradient element with the article's beside it, and of its tensor
-    (``("dW1[3, 4] (the article's w_54^(1))", "dW1")``); empty strings without conventions."""
-    if conv is None:
-        return "", ""
-    from .conventions import grad_label, user_element_label
-
-    return user_element_label(tensor, index, conv), grad_label(tensor, conv)
 
 
 def _kink_convention(net: Network) -> tuple[str, float, float, float] | None:
@@ -740,13 +679,6 @@ def _name_kink_convention(net: Network, hand: Params, refs: Mapping[str, Params]
         report.notes.insert(0, f"your backward uses {name}'({k0:g}) = {d_other:g}; this suite's convention is "
                                f"{name}'({k0:g}) = {d_conv:g} (a pre-activation sits exactly on the kink)"
                                f"{_declaration_hint(name)}")
-
-
-def _diagnosis_budgets(used: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
-    """The budgets a diagnosis holds a hypothesis to: those of the comparison, infinite where a
-    kink inside the finite-difference step decided the element (it constrains nothing there)."""
-    return {src: {k: (bud if bracket is None else np.where(bracket, np.inf, bud)) for k, (bud, bracket) in per.items()}
-            for src, per in used.items()}
 
 
 def _declaration_hint(name: str) -> str:

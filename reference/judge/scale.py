@@ -56,16 +56,10 @@ from ..oracles.directional import (
     sample_elements,
     tensor_directions,
 )
-from .referee import (
-    _conventions_of,
-    _describe_for_user,
-    _diagnose,
-    _user_names,
-    _without_declared_biases,
-    provider_grads,
-)
+from .referee import provider_grads
 from .reports import Mismatch, Report, TensorCheck
 from .tolerance import DEFAULT_POLICY, TolerancePolicy, error_budget
+from .user_view import conventions_of, describe_for_user, diagnose_report, user_names, without_declared_biases
 
 __all__ = [
     "COSTS",
@@ -281,8 +275,8 @@ def scale_referee(
         raise ValueError(f"nondeterminism_tolerance must be a number >= 0, got {nondeterminism_tolerance!r}")
     dtype = net.check_params(params)
     net.check_batch(params, X, Y)
-    conv = _conventions_of(conventions, grads)
-    params, keys, bias_note = _without_declared_biases(net, params, conv)
+    conv = conventions_of(conventions, grads)
+    params, keys, bias_note = without_declared_biases(net, params, conv)
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce, seed=seed)
     if bias_note:
         report.notes.append(bias_note)
@@ -292,7 +286,7 @@ def scale_referee(
     # The referee's call phase, so the scale path checks what the referee checks.
     hand = provider_grads(net, params, X, Y, grads, dtype, report, seed, nondeterminism_tolerance, keys, conv)
     if hand is None:
-        _describe_for_user(params, X, Y, conv, report)
+        describe_for_user(params, X, Y, conv, report)
         return report
 
     t0 = clock()
@@ -375,9 +369,9 @@ def scale_referee(
                 unique.append(mm)
         report.mismatches = [_in_users_names(mm, conv) for mm in unique]
         used = {"jax": {k: (hand_budget[k], None) for k in names if k in keys}}
-        _diagnose(net, {k: hand[k] for k in keys}, {"jax": {k: jax_g[k] for k in keys}}, used, params, X, Y,
+        diagnose_report(net, {k: hand[k] for k in keys}, {"jax": {k: jax_g[k] for k in keys}}, used, params, X, Y,
                   conv, report)
-        _describe_for_user(params, X, Y, conv, report)
+        describe_for_user(params, X, Y, conv, report)
     n_kink = int(res.kink.sum())
     if n_kink:
         report.notes.append(f"{n_kink} direction(s) crossed a kink of an activation and were not used")
@@ -389,7 +383,7 @@ def scale_referee(
 
 def _in_users_names(mm: Mismatch, conv: Any) -> Mismatch:
     """The mismatch with the user's name of its element beside the article's (as the referee's)."""
-    label, user_tensor = _user_names(mm.tensor, tuple(mm.index), conv)
+    label, user_tensor = user_names(mm.tensor, tuple(mm.index), conv)
     return dataclasses.replace(mm, label=label, user_tensor=user_tensor) if label else mm
 
 
