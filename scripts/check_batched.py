@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from handgrad.reference import certify_backward
     from handgrad.reference.judge import certify as certify_module
     from soak import make_pool
-    from test_certify_batched import _comparable
+    from test_certify_batched import _comparable, settle_spy
 
     import handgrad as hg
 
@@ -51,25 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         dtype = "float32" if k % 3 == 0 else "float64"
         kwargs = dict(fuse=arch.fuse, dtype=dtype, examples=args.examples, seed=k, raise_on_failure=False,
                       expect_long=True)
-        ends: list[str] = []
-        real = certify_module._BatchedRunner.settle
-
-        def settle(self: Any, real: Any = real, ends: list[str] = ends) -> None:
-            try:
-                real(self)
-            except certify_module._Abandon:
-                ends.append("abandoned")
-                raise
-            ends.append("settled")
-
-        certify_module._BatchedRunner.settle = settle  # type: ignore[method-assign]
         try:
             certify_module.BATCH_MAX_SECONDS = limit
-            batched = certify_backward(backward, arch.sizes, list(arch.activations), arch.loss, **kwargs)
+            with settle_spy() as ends:
+                batched = certify_backward(backward, arch.sizes, list(arch.activations), arch.loss, **kwargs)
             certify_module.BATCH_MAX_SECONDS = -1.0
             alone = certify_backward(backward, arch.sizes, list(arch.activations), arch.loss, **kwargs)
         finally:
-            certify_module._BatchedRunner.settle = real  # type: ignore[method-assign]
             certify_module.BATCH_MAX_SECONDS = limit
         equal = _comparable(batched) == _comparable(alone)
         same += equal

@@ -3,6 +3,8 @@ gives: the same cases drawn, the same numbers, the same notes, the same failure 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,9 +24,9 @@ def _comparable(cert: Any) -> dict[str, Any]:
     return d
 
 
-def _both(monkeypatch: pytest.MonkeyPatch, backward: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any, list[str]]:
-    """(the certificate as certify_backward gives it, the one of the case-by-case runner, how the
-    batched pass ended: "settled" or "abandoned" per attempt)."""
+@contextlib.contextmanager
+def settle_spy() -> Iterator[list[str]]:
+    """How each batched pass ended while the block runs: "settled" or "abandoned", in order."""
     ends: list[str] = []
     real = certify_module._BatchedRunner.settle
 
@@ -36,8 +38,18 @@ def _both(monkeypatch: pytest.MonkeyPatch, backward: Any, *args: Any, **kwargs: 
             raise
         ends.append("settled")
 
-    monkeypatch.setattr(certify_module._BatchedRunner, "settle", settle)
-    batched = certify_backward(backward, *args, raise_on_failure=False, **kwargs)
+    certify_module._BatchedRunner.settle = settle  # type: ignore[method-assign]
+    try:
+        yield ends
+    finally:
+        certify_module._BatchedRunner.settle = real  # type: ignore[method-assign]
+
+
+def _both(monkeypatch: pytest.MonkeyPatch, backward: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any, list[str]]:
+    """(the certificate as certify_backward gives it, the one of the case-by-case runner, how the
+    batched pass ended: "settled" or "abandoned" per attempt)."""
+    with settle_spy() as ends:
+        batched = certify_backward(backward, *args, raise_on_failure=False, **kwargs)
     monkeypatch.setattr(certify_module, "BATCH_MAX_SECONDS", -1.0)
     alone = certify_backward(backward, *args, raise_on_failure=False, **kwargs)
     return batched, alone, ends
