@@ -249,6 +249,7 @@ def certify_backward(
     cert.seconds = time.perf_counter() - start
     if cert.failure is None:
         _refusals(cert, examples, quorum, scales)
+        _constant_output_refusal(cert, net)
     if raise_on_failure and not cert.ok:
         cause = cert.failure.exception if cert.failure is not None else None
         raise CertificationError(cert) from cause
@@ -424,6 +425,18 @@ def _refusals(cert: Certificate, examples: int, quorum: float, scales: Sequence[
     for t, v in cert.traps.items():
         if v != "certified":
             cert.refusals.append(f"the trap '{t}' got no decided case ({v})")
+
+
+def _constant_output_refusal(cert: Certificate, net: hg.Network) -> None:
+    """The cause, first, when nothing could be decided because the output is a vector-valued
+    activation (softmax) over one unit: its prediction is exactly 1 on every input, which no case of
+    an unfused probability loss can take (outside every oracle's domain), and its derivative is 0."""
+    last = net.activations[-1]
+    if not cert.refusals or cert.certified or last.elementwise or net.sizes[-1] != 1:
+        return
+    cert.refusals.insert(0, f"the output is a {last.name} over one unit: every prediction is exactly 1, "
+                            f"outside the oracles' domain for {net.loss.name!r}, so no case can be decided "
+                            "(for one output, a sigmoid is the probability of a class)")
 
 
 class _Runner:
