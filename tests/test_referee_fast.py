@@ -4,7 +4,33 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from handgrad.reference.judge.referee import _compare, _compare_tensors
+from handgrad.reference.judge.referee import _compare, _compare_tensors, _name
+from handgrad.reference.judge.reports import TensorCheck
+
+
+def _plain(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: np.ndarray,
+           ok_mask: np.ndarray | None = None) -> tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]:
+    """The comparison of one tensor written plainly, one numpy call per quantity (the referee's
+    implementation before issue 12): the reference the vectorized one is held to."""
+    hand64 = hand.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(hand64 - ref)
+    diff = np.where(np.isfinite(diff), diff, np.inf)
+    ratio = diff / budget
+    if ok_mask is not None:
+        ratio = np.where(ok_mask, 0.0, ratio)
+        diff = np.where(ok_mask, 0.0, diff)
+    bad = ratio > 1.0
+    scale = max(float(np.max(np.abs(ref))) if ref.size else 0.0, np.finfo(np.float64).tiny)
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape)) if ratio.size else None
+    with np.errstate(over="ignore"):
+        max_rel = float(np.float64(float(np.max(diff))) / np.float64(scale)) if diff.size else 0.0
+    check = TensorCheck(pair=pair, tensor=tensor, max_abs=float(np.max(diff)) if diff.size else 0.0,
+                        max_rel=max_rel, ratio=float(np.max(ratio)) if ratio.size else 0.0,
+                        worst=_name(tensor, worst) if worst is not None else "",
+                        ok=not bool(bad.any()), n_bad=int(bad.sum()))
+    return check, (worst if bad.any() else None), bad
+
 
 SHAPES = [(3, 2), (3, 1), (4, 3), (4, 1), (1, 4), (1, 1)]
 KEYS = ["W1", "B1", "W2", "B2", "W3", "B3"]
@@ -38,8 +64,8 @@ def test_compare_tensors_equals_compare_bitwise(seed: int, special: bool) -> Non
     use_masks = masks if seed % 2 else None
     fast = _compare_tensors("hand vs JAX", KEYS, hands, refs, buds, use_masks)
     for i, k in enumerate(KEYS):
-        check, worst, bad = _compare("hand vs JAX", k, hands[i], refs[i], buds[i],
-                                     None if use_masks is None else use_masks[i])
+        check, worst, bad = _plain("hand vs JAX", k, hands[i], refs[i], buds[i],
+                                   None if use_masks is None else use_masks[i])
         f_check, f_worst, f_bad = fast[i]
         assert repr(f_check) == repr(check)  # repr: a NaN ratio compares equal
         assert f_worst == worst
@@ -53,6 +79,18 @@ def test_compare_tensors_nan_ratio_is_the_worst_like_argmax() -> None:
     buds = [np.array([[1.0, 1.0]]), np.array([[0.0], [1.0]])]
     with np.errstate(invalid="ignore"):
         fast = _compare_tensors("p", ["W1", "B1"], hands, refs, buds)
-        slow = [_compare("p", k, h, r, b) for k, h, r, b in zip(["W1", "B1"], hands, refs, buds, strict=True)]
+        slow = [_plain("p", k, h, r, b) for k, h, r, b in zip(["W1", "B1"], hands, refs, buds, strict=True)]
     assert [repr(c) for c, _, _ in fast] == [repr(c) for c, _, _ in slow]  # repr: NaN == NaN
     assert np.isnan(fast[1][0].ratio)
+
+
+def test_one_tensor_alone_and_empty_or_one_dimensional_tensors_compare_as_plainly() -> None:
+    """_compare (one tensor) is the vectorized pass on that tensor alone; an empty tensor and a 1-D
+    one (the forward's checks) come out as the plain implementation gives them."""
+    rng = np.random.default_rng(1)
+    for shape in [(3, 2), (4,), (0, 2)]:
+        ref = rng.standard_normal(shape)
+        hand = ref + rng.standard_normal(shape) * 1e-9
+        bud = np.full(shape, 1e-9)
+        got, want = _compare("p", "yhat", hand, ref, bud), _plain("p", "yhat", hand, ref, bud)
+        assert repr(got[0]) == repr(want[0]) and got[1] == want[1] and np.array_equal(got[2], want[2])

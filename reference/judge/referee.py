@@ -126,87 +126,64 @@ def _name(tensor: str, index: tuple[int, ...]) -> str:
     return element_name(tensor, index) if is_parameter_name(tensor) else code_name(tensor, index)
 
 
-def _ratio(num: float, den: float) -> float:
-    """num / den without an overflow warning (inf when the quotient exceeds float64)."""
-    with np.errstate(over="ignore"):
-        return float(np.float64(num) / np.float64(den))
-
-
 def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: np.ndarray,
              ok_mask: np.ndarray | None = None) -> tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]:
-    hand64 = hand.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(hand64 - ref)
-    diff = np.where(np.isfinite(diff), diff, np.inf)
-    ratio = diff / budget
-    if ok_mask is not None:
-        # Elements decided against a one-sided quotient at a kink (the step crossed it): their
-        # distance to the central quotient measures nothing, so they are left out of the shown
-        # maxima (they pass; a mismatch there would have been found against the one-sided quotient).
-        ratio = np.where(ok_mask, 0.0, ratio)
-        diff = np.where(ok_mask, 0.0, diff)
-    bad = ratio > 1.0
-    # Relative error of the tensor: the largest difference over the tensor's largest reference entry
-    # (an elementwise ratio is meaningless where the true gradient is ~0, as in saturated units).
-    scale = max(float(np.max(np.abs(ref))) if ref.size else 0.0, np.finfo(np.float64).tiny)
-    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), ratio.shape)) if ratio.size else None
-    check = TensorCheck(
-        pair=pair, tensor=tensor,
-        max_abs=float(np.max(diff)) if diff.size else 0.0,
-        max_rel=_ratio(float(np.max(diff)), scale) if diff.size else 0.0,
-        ratio=float(np.max(ratio)) if ratio.size else 0.0,
-        worst=_name(tensor, worst) if worst is not None else "",
-        ok=not bool(bad.any()), n_bad=int(bad.sum()),
-    )
-    return check, (worst if bad.any() else None), bad
+    """One tensor of one pair: :func:`_compare_tensors` of that tensor alone."""
+    return _compare_tensors(pair, [tensor], [hand], [ref], [budget], None if ok_mask is None else [ok_mask])[0]
 
 
 def _compare_tensors(pair: str, keys: Sequence[str], hands: Sequence[np.ndarray], refs: Sequence[np.ndarray],
                      budgets: Sequence[Any], ok_masks: Sequence[np.ndarray | None] | None = None,
                      ) -> list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]]:
-    """:func:`_compare` of every tensor of one pair, computed on the tensors laid end to end.
+    """Hand vs reference, tensor by tensor, for every tensor of one pair at once: per tensor its
+    :class:`TensorCheck`, its worst failing element (None when none fails) and the failing elements.
 
-    The same elementwise operations on the same values, so every number equals :func:`_compare`'s
-    bitwise (``tests/test_referee_fast.py`` compares the two); the per-tensor maxima are segment
-    reductions, the worst element the first maximum of its segment (as ``np.argmax``, a NaN first)."""
-    shapes = [r.shape for r in refs]
-    sizes = [r.size for r in refs]
-    if len(keys) < 2 or 0 in sizes or any(np.ndim(r) != 2 for r in refs):
-        masks = ok_masks or [None] * len(keys)
-        return [_compare(pair, k, h, r, b, mk)
-                for k, h, r, b, mk in zip(keys, hands, refs, budgets, masks, strict=True)]
-    hand64 = np.concatenate([h.reshape(-1) for h in hands]).astype(np.float64)
-    ref = np.concatenate([r.reshape(-1) for r in refs])
-    budget = np.concatenate([(b if np.shape(b) == sh else np.broadcast_to(b, sh)).reshape(-1)
-                             for b, sh in zip(budgets, shapes, strict=True)])
+    ``|hand - ref| / budget`` elementwise (a non-finite difference counts as infinite), computed on
+    the tensors laid end to end (one pass instead of a dozen numpy calls per tensor); the maxima are
+    segment reductions, the worst element the first maximum of its segment (as ``np.argmax``: a NaN
+    first). ``ok_masks``: elements decided against a one-sided quotient at a kink (the step crossed
+    it); their distance to the central quotient measures nothing, so they are left out of the shown
+    maxima (they pass; a mismatch there would have been found against the one-sided quotient).
+    ``tests/test_referee_fast.py`` holds it to a plain per-tensor implementation, bitwise."""
+    shapes = [np.shape(r) for r in refs]
+    sizes = [int(np.size(r)) for r in refs]
+    full = [i for i, n in enumerate(sizes) if n]
+    out: list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]] = [
+        (TensorCheck(pair=pair, tensor=k, max_abs=0.0, max_rel=0.0, ratio=0.0, worst="", ok=True, n_bad=0), None,
+         np.zeros(sh, dtype=bool)) for k, sh in zip(keys, shapes, strict=True)]
+    if not full:
+        return out
+    hand64 = np.concatenate([np.reshape(hands[i], -1) for i in full]).astype(np.float64)
+    ref = np.concatenate([np.reshape(refs[i], -1) for i in full]).astype(np.float64, copy=False)
+    budget = np.concatenate([np.reshape(np.broadcast_to(budgets[i], shapes[i]), -1) for i in full])
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(hand64 - ref)
     diff = np.where(np.isfinite(diff), diff, np.inf)
     ratio = diff / budget
-    if ok_masks is not None and any(mk is not None for mk in ok_masks):
-        ok = np.concatenate([np.zeros(n, dtype=bool) if mk is None else mk.reshape(-1)
-                             for mk, n in zip(ok_masks, sizes, strict=True)])
+    if ok_masks is not None and any(ok_masks[i] is not None for i in full):
+        ok = np.concatenate([np.zeros(sizes[i], dtype=bool) if ok_masks[i] is None else np.reshape(ok_masks[i], -1)
+                             for i in full])
         ratio = np.where(ok, 0.0, ratio)
         diff = np.where(ok, 0.0, diff)
     bad = ratio > 1.0
-    starts = np.cumsum([0, *sizes[:-1]])
+    lengths = [sizes[i] for i in full]
+    starts = np.cumsum([0, *lengths[:-1]])
     ratio_max = np.maximum.reduceat(ratio, starts)
-    rep = np.repeat(ratio_max, sizes)
+    rep = np.repeat(ratio_max, lengths)
     hits = np.flatnonzero((ratio == rep) | (np.isnan(ratio) & np.isnan(rep)))
     first = (hits[np.searchsorted(hits, starts)] - starts).tolist()
     n_bad = np.add.reduceat(bad, starts, dtype=np.intp).tolist()
     tiny = float(np.finfo(np.float64).tiny)
-    out = []
-    for k, sh, start, n, i_worst, r_max, d_max, a_max, nb in zip(
-            keys, shapes, starts.tolist(), sizes, first, ratio_max.tolist(),
-            np.maximum.reduceat(diff, starts).tolist(), np.maximum.reduceat(np.abs(ref), starts).tolist(),
-            n_bad, strict=True):
-        worst = divmod(i_worst, sh[1])
-        scale = max(a_max, tiny)
-        # Python float division: the same correctly rounded quotient as _ratio's, inf on overflow
-        check = TensorCheck(pair=pair, tensor=k, max_abs=d_max, max_rel=d_max / scale, ratio=r_max,
-                            worst=_name(k, worst), ok=not nb, n_bad=nb)
-        out.append((check, worst if nb else None, bad[start:start + n].reshape(sh)))
+    for i, start, i_worst, r_max, d_max, a_max, nb in zip(
+            full, starts.tolist(), first, ratio_max.tolist(), np.maximum.reduceat(diff, starts).tolist(),
+            np.maximum.reduceat(np.abs(ref), starts).tolist(), n_bad, strict=True):
+        worst = tuple(int(j) for j in np.unravel_index(i_worst, shapes[i]))
+        # Relative error of the tensor: the largest difference over its largest reference entry (an
+        # elementwise ratio is meaningless where the true gradient is ~0, as in saturated units).
+        # Python float division: correctly rounded, inf on overflow, no warning.
+        check = TensorCheck(pair=pair, tensor=keys[i], max_abs=d_max, max_rel=d_max / max(a_max, tiny),
+                            ratio=r_max, worst=_name(keys[i], worst), ok=not nb, n_bad=nb)
+        out[i] = (check, worst if nb else None, bad[start:start + sizes[i]].reshape(shapes[i]))
     return out
 
 
