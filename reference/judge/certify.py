@@ -44,7 +44,7 @@ from ..cases.traps import trap_seed, trap_specs
 from ..oracles.table import ORACLES, check_oracles
 from .referee import Backward, referee
 from .reports import Certificate, Report
-from .scale import LongRunWarning
+from .scale import SCALE_MIN_PARAMS, LongRunWarning
 from .tolerance import DEFAULT_POLICY, TolerancePolicy
 
 __all__ = ["QUORUM", "TRAP_ATTEMPTS", "Certificate", "CertificationError", "LongRunWarning", "certify_backward",
@@ -598,7 +598,7 @@ class _Runner:
         parameters (with JAX and finite differences among the oracles) the scale path, whose
         guarantee per element is written in docs/tolerances.md section 7. Both call the backward
         the same way (the referee's call phase: twice, ``np.random`` seeded, in-place changes noted)."""
-        from .scale import SCALE_MIN_PARAMS, scale_referee
+        from .scale import scale_referee
 
         if net.n_params > SCALE_MIN_PARAMS and {"jax", "fd"} <= set(self.oracles):
             return scale_referee(net, params, X, Y, self.backward, policy=self.policy, seed=spec.numpy_seed,
@@ -635,7 +635,6 @@ class _BatchedRunner(_Runner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.events: list[tuple[CaseSpec, Any]] = []  # (spec, the drawn case | a report | None: outside)
-        self.settled = 0  # events already recorded
         self.abandoned = False
 
     def run(self, spec: CaseSpec) -> str:
@@ -657,11 +656,10 @@ class _BatchedRunner(_Runner):
         return "outside" if outside is None else "certified"
 
     def settle(self) -> None:
-        """Decide the cases drawn since the last call together and record them in order, or raise
-        :class:`_Abandon`."""
+        """Decide the drawn cases together and record them in order, or raise :class:`_Abandon`."""
         if self.abandoned:
             raise _Abandon
-        drawn = [(i, e) for i, (_, e) in enumerate(self.events) if i >= self.settled and isinstance(e, tuple)]
+        drawn = [(i, e) for i, (_, e) in enumerate(self.events) if isinstance(e, tuple)]
         references: dict[int, dict[str, object]] = {i: {} for i, _ in drawn}
         groups: dict[Any, list[int]] = {}
         for i, (case_net, *_) in drawn:
@@ -671,7 +669,7 @@ class _BatchedRunner(_Runner):
             for members in groups.values():
                 net = self.events[members[0]][1][0]
                 cases = [self.events[i][1][1:] for i in members]
-                if net.n_params > _scale_min_params():
+                if net.n_params > SCALE_MIN_PARAMS:
                     continue  # the scale path decides these, case by case
                 for name, many in (("fd", _fd_many), ("sympy", _sympy_many)):
                     if name in self.oracles:
@@ -680,7 +678,7 @@ class _BatchedRunner(_Runner):
             reports: dict[int, Report] = {}
             for i, (case_net, params, X, Y) in drawn:
                 spec = self.events[i][0]
-                report = (self._referee(case_net, params, X, Y, spec) if case_net.n_params > _scale_min_params()
+                report = (self._referee(case_net, params, X, Y, spec) if case_net.n_params > SCALE_MIN_PARAMS
                           else referee(case_net, params, X, Y, self.backward, oracles=self.oracles,
                                        policy=self.policy, reproduce=spec.reproduce(self.dt), seed=spec.numpy_seed,
                                        nondeterminism_tolerance=self.tol, references=references[i]))
@@ -691,19 +689,11 @@ class _BatchedRunner(_Runner):
             raise
         except Exception as exc:  # anything unexpected: the case-by-case run meets it in its place
             raise _Abandon from exc
-        for i in range(self.settled, len(self.events)):
-            spec, event = self.events[i]
+        for i, (spec, event) in enumerate(self.events):
             if event is None:
                 self.cert.tally(spec.scale, "outside")
             else:
                 self._record(spec, reports[i] if i in reports else event)
-        self.settled = len(self.events)
-
-
-def _scale_min_params() -> int:
-    from .scale import SCALE_MIN_PARAMS
-
-    return SCALE_MIN_PARAMS
 
 
 def _fd_many(net: hg.Network, cases: Sequence[Any]) -> list[Any]:
