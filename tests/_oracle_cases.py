@@ -15,7 +15,8 @@ import pytest
 
 import handgrad as hg
 
-__all__ = ["BAD_INPUTS", "activation_cases", "arch_id", "design_cases", "draw", "labels", "loss_cases", "within"]
+__all__ = ["BAD_INPUTS", "activation_cases", "arch_id", "backprop_from", "design_cases", "draw", "labels", "loss_cases",
+           "within"]
 
 ACTIVATION_SIZES = (3, 4, 4, 2)
 LOSS_SIZES = (3, 4, 4, 3)
@@ -131,3 +132,17 @@ def design_cases(arch: tuple, seed: int, batch_sizes: tuple[int, ...], count: in
             cases.append((params, X, Y))
     assert net is not None
     return net, cases
+
+
+def backprop_from(net: hg.Network, params: dict[str, np.ndarray], cache: Any, delta: np.ndarray,
+                  ) -> dict[str, np.ndarray]:
+    """The layers of a hand-written backward below a given output delta (the article's loop:
+    dW = delta a^T, dB = sum over samples, delta <- f'(z) * W^T delta): for test backwards that
+    change only how the output delta is formed."""
+    grads = {}
+    for l in range(net.depth, 0, -1):
+        grads[f"W{l}"] = delta @ cache.a[l - 1].T
+        grads[f"B{l}"] = np.sum(delta, axis=1, keepdims=True)
+        if l > 1:
+            delta = net.activations[l - 2].backward_unchecked(cache.z[l - 2], cache.a[l - 1], params[f"W{l}"].T @ delta)
+    return grads

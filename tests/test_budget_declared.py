@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _oracle_cases import backprop_from
 from handgrad.reference import CaseSpec, build_case, certify_backward, referee
 from handgrad.reference.judge.conventions import (
     Conventions,
@@ -51,12 +52,7 @@ def declared_backward(sizes, activations, loss, conv, *, mean=False, coefficient
             delta = net.activations[-1].backward_unchecked(z[-1], a[-1], net.loss.grad(a[-1], Y))
         if mean or conv.reduction != "sum":
             delta = delta / m
-        grads = {}
-        for l in range(net.depth, 0, -1):
-            grads[f"W{l}"] = delta @ a[l - 1].T
-            grads[f"B{l}"] = np.sum(delta, axis=1, keepdims=True)
-            if l > 1:
-                delta = net.activations[l - 2].backward_unchecked(z[l - 2], a[l - 1], params[f"W{l}"].T @ delta)
+        grads = backprop_from(net, params, cache, delta)
         c = (conv.l2 if conv.l2_half else 2 * conv.l2) if coefficient is None else coefficient
         with_biases = conv.l2_biases if biases is None else biases
         for k in grads:

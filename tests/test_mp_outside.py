@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _oracle_cases import backprop_from
 from handgrad.reference import CaseSpec, build_case
 from handgrad.reference.judge.tolerance import budget_against_exact, error_budget
 from handgrad.reference.oracles.mp_oracle import float64_domain, mp_grads_unchecked
@@ -52,13 +53,7 @@ class ClippedBceGradient:
         z, a = cache.z, cache.a
         p = np.clip(a[-1], 1e-7, 1 - 1e-7)
         delta = net.activations[-1].backward_unchecked(z[-1], a[-1], (p - Y) / (p * (1 - p)) / m)
-        grads = {}
-        for l in range(net.depth, 0, -1):
-            grads[f"W{l}"] = delta @ a[l - 1].T
-            grads[f"B{l}"] = np.sum(delta, axis=1, keepdims=True)
-            if l > 1:
-                delta = net.activations[l - 2].backward_unchecked(z[l - 2], a[l - 1], params[f"W{l}"].T @ delta)
-        return grads
+        return backprop_from(net, params, cache, delta)
 
 
 def _ratio(hand, ref, budget):
