@@ -48,6 +48,7 @@ raised or returned malformed output -- reported as a failure, with the reason).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -132,11 +133,13 @@ def _compare(pair: str, tensor: str, hand: np.ndarray, ref: np.ndarray, budget: 
     return _compare_tensors(pair, [tensor], [hand], [ref], [budget], None if ok_mask is None else [ok_mask])[0]
 
 
-def _compare_tensors(pair: str, keys: Sequence[str], hands: Sequence[np.ndarray], refs: Sequence[np.ndarray],
-                     budgets: Sequence[Any], ok_masks: Sequence[np.ndarray | None] | None = None,
+def _compare_tensors(pair: str | Sequence[str], keys: Sequence[str], hands: Sequence[np.ndarray],
+                     refs: Sequence[np.ndarray], budgets: Sequence[Any],
+                     ok_masks: Sequence[np.ndarray | None] | None = None,
                      ) -> list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]]:
-    """Hand vs reference, tensor by tensor, for every tensor of one pair at once: per tensor its
-    :class:`TensorCheck`, its worst failing element (None when none fails) and the failing elements.
+    """Hand vs reference, tensor by tensor, for every tensor of one pair at once (or, ``pair`` a
+    sequence, of several pairs: one pair per tensor): per tensor its :class:`TensorCheck`, its
+    worst failing element (None when none fails) and the failing elements.
 
     ``|hand - ref| / budget`` elementwise (a non-finite difference counts as infinite), computed on
     the tensors laid end to end (one pass instead of a dozen numpy calls per tensor); the maxima are
@@ -145,17 +148,19 @@ def _compare_tensors(pair: str, keys: Sequence[str], hands: Sequence[np.ndarray]
     it); their distance to the central quotient measures nothing, so they are left out of the shown
     maxima (they pass; a mismatch there would have been found against the one-sided quotient).
     ``tests/test_referee_fast.py`` holds it to a plain per-tensor implementation, bitwise."""
+    pairs = [pair] * len(keys) if isinstance(pair, str) else list(pair)
     shapes = [np.shape(r) for r in refs]
-    sizes = [int(np.size(r)) for r in refs]
+    sizes = [math.prod(sh) for sh in shapes]
     full = [i for i, n in enumerate(sizes) if n]
     out: list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]] = [
-        (TensorCheck(pair=pair, tensor=k, max_abs=0.0, max_rel=0.0, ratio=0.0, worst="", ok=True, n_bad=0), None,
-         np.zeros(sh, dtype=bool)) for k, sh in zip(keys, shapes, strict=True)]
+        (TensorCheck(pair=p, tensor=k, max_abs=0.0, max_rel=0.0, ratio=0.0, worst="", ok=True, n_bad=0), None,
+         np.zeros(sh, dtype=bool)) for p, k, sh in zip(pairs, keys, shapes, strict=True)]
     if not full:
         return out
     hand64 = np.concatenate([np.reshape(hands[i], -1) for i in full]).astype(np.float64)
     ref = np.concatenate([np.reshape(refs[i], -1) for i in full]).astype(np.float64, copy=False)
-    budget = np.concatenate([np.reshape(np.broadcast_to(budgets[i], shapes[i]), -1) for i in full])
+    budget = np.concatenate([np.reshape(budgets[i] if np.shape(budgets[i]) == shapes[i]
+                                        else np.broadcast_to(budgets[i], shapes[i]), -1) for i in full])
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(hand64 - ref)
     diff = np.where(np.isfinite(diff), diff, np.inf)
@@ -177,14 +182,23 @@ def _compare_tensors(pair: str, keys: Sequence[str], hands: Sequence[np.ndarray]
     for i, start, i_worst, r_max, d_max, a_max, nb in zip(
             full, starts.tolist(), first, ratio_max.tolist(), np.maximum.reduceat(diff, starts).tolist(),
             np.maximum.reduceat(np.abs(ref), starts).tolist(), n_bad, strict=True):
-        worst = tuple(int(j) for j in np.unravel_index(i_worst, shapes[i]))
+        worst = _unravel(i_worst, shapes[i])
         # Relative error of the tensor: the largest difference over its largest reference entry (an
         # elementwise ratio is meaningless where the true gradient is ~0, as in saturated units).
         # Python float division: correctly rounded, inf on overflow, no warning.
-        check = TensorCheck(pair=pair, tensor=keys[i], max_abs=d_max, max_rel=d_max / max(a_max, tiny),
+        check = TensorCheck(pair=pairs[i], tensor=keys[i], max_abs=d_max, max_rel=d_max / max(a_max, tiny),
                             ratio=r_max, worst=_name(keys[i], worst), ok=not nb, n_bad=nb)
         out[i] = (check, worst if nb else None, bad[start:start + sizes[i]].reshape(shapes[i]))
     return out
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``np.unravel_index(flat, shape)`` as a tuple of ints (C order), without a numpy call."""
+    index = []
+    for n in reversed(shape):
+        flat, i = divmod(flat, n)
+        index.append(i)
+    return tuple(reversed(index))
 
 
 def _run_oracles(net: Network, params: Params, X: np.ndarray, Y: np.ndarray, oracles: Sequence[str],
@@ -545,17 +559,21 @@ def _cross_check(net: Network, refs: Mapping[str, Params], fd: Any, budget: Budg
     pair named in the notes) when they disagree: the hand code is never blamed for an oracle."""
     b64 = budget.against(np.float64)
     names = list(net.param_names if keys is None else keys)
+    pairs, keys_, firsts, seconds, buds, kinks = [], [], [], [], [], []  # every pair's tensors, in one pass
     for a, b in _cross_pairs(refs):
         with_fd = "fd" in (a, b)
-        buds = [b64[k] + (fd.error[k] if with_fd else 0.0) for k in names]
-        kinks = [fd.kink[k] for k in names] if with_fd else None
-        for check, _, _ in _compare_tensors(f"{oracle_label(a)} vs {oracle_label(b)}", names,
-                                            [refs[a][k] for k in names], [refs[b][k] for k in names], buds, kinks):
-            report.checks.append(check)
-            if not check.ok:
-                report.verdict = "inconclusive"
-                report.notes.append(f"the oracles disagree: {check.pair} on {check.worst} "
-                                    f"(ratio {check.ratio:.3g}); no verdict on the hand gradient")
+        pairs += [f"{oracle_label(a)} vs {oracle_label(b)}"] * len(names)
+        keys_ += names
+        firsts += [refs[a][k] for k in names]
+        seconds += [refs[b][k] for k in names]
+        buds += [b64[k] + fd.error[k] if with_fd else b64[k] for k in names]
+        kinks += [fd.kink[k] if with_fd else None for k in names]
+    for check, _, _ in _compare_tensors(pairs, keys_, firsts, seconds, buds, kinks):
+        report.checks.append(check)
+        if not check.ok:
+            report.verdict = "inconclusive"
+            report.notes.append(f"the oracles disagree: {check.pair} on {check.worst} "
+                                f"(ratio {check.ratio:.3g}); no verdict on the hand gradient")
     return report.verdict != "inconclusive"
 
 
@@ -575,17 +593,23 @@ def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any,
         hand_only = {k: np.where(mask[k], np.inf, v) for k, v in hand_only.items()}
     used: dict[str, dict[str, Any]] = {}
     names = list(net.param_names if keys is None else keys)
-    for name, ref in refs.items():
-        pair = f"hand vs {oracle_label(name)}"
+    pairs, all_buds, all_brackets = [], [], []  # every reference's tensors, compared in one pass
+    for name in refs:
         if name == "fd":
             buds = [hand_only[k] + fd.error[k] for k in names]
             brackets: list[np.ndarray | None] = [_kink_bracket(hand[k], fd, k, hand_only[k]) for k in names]
         else:
             buds, brackets = [against[k] for k in names], [None] * len(names)
         used[name] = {k: (bud, br) for k, bud, br in zip(names, buds, brackets, strict=True)}
-        compared = _compare_tensors(pair, names, [hand[k] for k in names], [ref[k] for k in names], buds,
-                                    brackets if name == "fd" else None)
-        for k, (check, worst, bad) in zip(names, compared, strict=True):
+        pairs += [f"hand vs {oracle_label(name)}"] * len(names)
+        all_buds += buds
+        all_brackets += brackets
+    hands = [hand[k] for k in names]
+    compared = _compare_tensors(pairs, names * len(refs), hands * len(refs),
+                                [ref[k] for ref in refs.values() for k in names], all_buds, all_brackets)
+    for j, name in enumerate(refs):
+        pair = pairs[j * len(names)]
+        for k, (check, worst, bad) in zip(names, compared[j * len(names):(j + 1) * len(names)], strict=True):
             bud = used[name][k][0]
             report.checks.append(check)
             if worst is None:
