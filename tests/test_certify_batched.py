@@ -74,7 +74,7 @@ def test_a_certified_run_is_the_same_certificate(monkeypatch: pytest.MonkeyPatch
         return hg.Network(widths, acts, loss, fuse=kwargs.get("fuse", True)).backward(params, X, Y)
 
     batched, alone, ends = _both(monkeypatch, backward, sizes, acts, loss, seed=3, **kwargs)
-    assert ends == ["settled"]
+    assert ends == ["settled", "settled"]  # the traps, then the random draws
     assert alone.ok and alone.certified >= 8
     assert _comparable(batched) == _comparable(alone)
 
@@ -91,7 +91,7 @@ def test_a_bug_found_by_a_draw_is_found_and_shrunk_as_case_by_case(monkeypatch: 
         return g
 
     batched, alone, ends = _both(monkeypatch, planted, (3, 4, 2), ["tanh", "sigmoid"], "squared_error", seed=1)
-    assert ends == ["abandoned"]  # the traps pass; a random draw finds it: redone case by case
+    assert ends == ["settled", "abandoned"]  # the traps pass; a random draw finds it: redone case by case
     assert not alone.ok and alone.failure is not None and alone.failure.verdict == "mismatch"
     assert _comparable(batched) == _comparable(alone)
 
@@ -108,11 +108,22 @@ def test_a_bug_at_a_trap_and_an_error_are_reported_as_case_by_case(monkeypatch: 
         g["W2"] = g["W2"] + np.random.random() * 1e-9  # differs between the two calls
         return g
 
+    real_random = certify_module._Runner.random
+    drew: list[str] = []
+
+    def random(self: Any, *args: Any, **kwargs: Any) -> None:
+        drew.append(type(self).__name__)
+        real_random(self, *args, **kwargs)
+
     for backward in (transposed, noisy):
         monkeypatch.undo()
+        drew.clear()
+        monkeypatch.setattr(certify_module._Runner, "random", random)
         batched, alone, ends = _both(monkeypatch, backward, (2, 3, 1), "sigmoid", "squared_error", seed=2,
                                      examples=8)
-        assert ends == []  # found at a trap, decided case by case: nothing to settle, nothing redone
+        # found when the traps are settled: the batched pass draws nothing, and the case-by-case
+        # runner stops at the trap before any draw too
+        assert ends == ["abandoned"] and drew == []
         assert not alone.ok
         assert _comparable(batched) == _comparable(alone)
 

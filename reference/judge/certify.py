@@ -230,6 +230,8 @@ def certify_backward(
         try:
             for i, spec in enumerate(traps):
                 runner.trap(spec, i, seed)
+            if isinstance(runner, _BatchedRunner):
+                runner.settle()  # the traps, before anything is drawn: a bug there costs no draws
             runner.random(arch, max_width if vary_shapes else None, examples, min_batch, max_batch, scales,
                           kinds, seed)
             if isinstance(runner, _BatchedRunner):
@@ -619,18 +621,19 @@ progress comes at its end."""
 
 
 class _BatchedRunner(_Runner):
-    """The same run, decided in one pass (issue 12: throughput on small networks).
+    """The same run, decided in two passes (issue 12: throughput on small networks).
 
-    The traps are decided at once, case by case (they come first, and most bugs show there). The
-    random draws are speculative: every case in the oracles' domain is taken as certified when it
-    is drawn (hypothesis then draws exactly what the case-by-case runner draws after a certified
-    case: it redraws only after an undecided one). :meth:`settle`, after the draws, computes the
-    finite differences and the SymPy closed forms of those cases side by side (``fd_grads_many``,
-    ``sympy_grads_many``: every number bitwise the single-case one), referees each case with those
-    references, and records the cases in the order they were drawn. If any case is not certified
-    (a mismatch, an error, an inconclusive case), or a case outside the float64 domain fails, the
-    whole run is abandoned (:class:`_Abandon`) and redone by :class:`_Runner` with the same seed,
-    so that a failure is found, shrunk and reported exactly as without this pass."""
+    Every case is speculative: a case in the oracles' domain is taken as certified when it is
+    built (a trap is then not redrawn, and hypothesis draws exactly what the case-by-case runner
+    draws after a certified case: it redraws only after an undecided one). :meth:`settle` runs
+    twice: after the traps (so that a bug at a trap, where most bugs show, costs no random draws)
+    and after the random draws. It computes the finite differences and the SymPy closed forms of
+    the pending cases side by side (``fd_grads_many``, ``sympy_grads_many``: every number bitwise
+    the single-case one), referees each case with those references, and records the cases in the
+    order they were built. If any case is not certified (a mismatch, an error, an inconclusive
+    case), or a case outside the float64 domain fails, the whole run is abandoned
+    (:class:`_Abandon`) and redone by :class:`_Runner` with the same seed, so that a failure is
+    found, shrunk and reported exactly as without this pass."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -638,10 +641,6 @@ class _BatchedRunner(_Runner):
         self.abandoned = False
 
     def run(self, spec: CaseSpec) -> str:
-        if spec.trap:
-            # Traps come first and catch most bugs: decided at once, case by case, so that a bug
-            # there is reported without a batch drawn for nothing (nothing speculative precedes them).
-            return super().run(spec)
         if self.abandoned:  # the run will be redone: let hypothesis finish without work
             return "certified"
         case_net, params, X, Y = build_case(spec, self.dt, filter_domain=False)
@@ -656,10 +655,11 @@ class _BatchedRunner(_Runner):
         return "outside" if outside is None else "certified"
 
     def settle(self) -> None:
-        """Decide the drawn cases together and record them in order, or raise :class:`_Abandon`."""
+        """Decide the pending cases together and record them in order, or raise :class:`_Abandon`."""
         if self.abandoned:
             raise _Abandon
-        drawn = [(i, e) for i, (_, e) in enumerate(self.events) if isinstance(e, tuple)]
+        events, self.events = self.events, []
+        drawn = [(i, e) for i, (_, e) in enumerate(events) if isinstance(e, tuple)]
         references: dict[int, dict[str, object]] = {i: {} for i, _ in drawn}
         groups: dict[Any, list[int]] = {}
         for i, (case_net, *_) in drawn:
@@ -667,8 +667,8 @@ class _BatchedRunner(_Runner):
                                case_net.fuse), []).append(i)
         try:
             for members in groups.values():
-                net = self.events[members[0]][1][0]
-                cases = [self.events[i][1][1:] for i in members]
+                net = events[members[0]][1][0]
+                cases = [events[i][1][1:] for i in members]
                 if net.n_params > SCALE_MIN_PARAMS:
                     continue  # the scale path decides these, case by case
                 for name, many in (("fd", _fd_many), ("sympy", _sympy_many)):
@@ -677,7 +677,7 @@ class _BatchedRunner(_Runner):
                             references[i][name] = result
             reports: dict[int, Report] = {}
             for i, (case_net, params, X, Y) in drawn:
-                spec = self.events[i][0]
+                spec = events[i][0]
                 report = (self._referee(case_net, params, X, Y, spec) if case_net.n_params > SCALE_MIN_PARAMS
                           else referee(case_net, params, X, Y, self.backward, oracles=self.oracles,
                                        policy=self.policy, reproduce=spec.reproduce(self.dt), seed=spec.numpy_seed,
@@ -689,7 +689,7 @@ class _BatchedRunner(_Runner):
             raise
         except Exception as exc:  # anything unexpected: the case-by-case run meets it in its place
             raise _Abandon from exc
-        for i, (spec, event) in enumerate(self.events):
+        for i, (spec, event) in enumerate(events):
             if event is None:
                 self.cert.tally(spec.scale, "outside")
             else:
