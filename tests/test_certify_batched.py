@@ -74,7 +74,8 @@ def test_a_certified_run_is_the_same_certificate(monkeypatch: pytest.MonkeyPatch
         return hg.Network(widths, acts, loss, fuse=kwargs.get("fuse", True)).backward(params, X, Y)
 
     batched, alone, ends = _both(monkeypatch, backward, sizes, acts, loss, seed=3, **kwargs)
-    assert ends == ["settled", "settled"]  # the traps, then the random draws
+    # the traps in batches of 1, 2, 4, ... (1 + 2 + 4 + 8 >= the 11 to 15 traps here), then the draws
+    assert ends == ["settled"] * 5
     assert alone.ok and alone.certified >= 8
     assert _comparable(batched) == _comparable(alone)
 
@@ -91,7 +92,7 @@ def test_a_bug_found_by_a_draw_is_found_and_shrunk_as_case_by_case(monkeypatch: 
         return g
 
     batched, alone, ends = _both(monkeypatch, planted, (3, 4, 2), ["tanh", "sigmoid"], "squared_error", seed=1)
-    assert ends == ["settled", "abandoned"]  # the traps pass; a random draw finds it: redone case by case
+    assert ends == ["settled"] * 4 + ["abandoned"]  # the traps pass; a random draw finds it: redone case by case
     assert not alone.ok and alone.failure is not None and alone.failure.verdict == "mismatch"
     assert _comparable(batched) == _comparable(alone)
 
@@ -123,7 +124,7 @@ def test_a_bug_at_a_trap_and_an_error_are_reported_as_case_by_case(monkeypatch: 
                                      examples=8)
         # found when the traps are settled: the batched pass draws nothing, and the case-by-case
         # runner stops at the trap before any draw too
-        assert ends == ["abandoned"] and drew == []
+        assert ends[-1] == "abandoned" and set(ends[:-1]) <= {"settled"} and drew == []
         assert not alone.ok
         assert _comparable(batched) == _comparable(alone)
 
