@@ -66,6 +66,7 @@ Measured compile and call times per architecture: ``docs/bench_jax_oracle.md``
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -257,14 +258,12 @@ class JaxOracle:
                   Y: np.ndarray | None) -> tuple[float, np.ndarray, list[np.ndarray], list[np.ndarray]]:
         net = self._net
         m = X.shape[1]
-        M = bucket(m, self._min_bucket)
-        cols = np.arange(M) % m
-        Xp = np.array(X, dtype=np.float64)[:, cols]
+        cols, mask = _padding(m, bucket(m, self._min_bucket))
+        Xp = np.asarray(X, dtype=np.float64)[:, cols]  # fancy indexing: a fresh array
         if Y is None:
-            Yp = np.full((net.sizes[-1], M), self._dummy_label)
+            Yp = np.full((net.sizes[-1], mask.shape[1]), self._dummy_label)
         else:
-            Yp = np.array(Y, dtype=np.float64)[:, cols]
-        mask = (np.arange(M) < m).astype(np.float64).reshape(1, M)
+            Yp = np.asarray(Y, dtype=np.float64)[:, cols]
         (value, (yhat, zs)), grads = self._run(as_float64(params, net.param_names), Xp, Yp, mask)
         yhat_np = np.array(yhat, dtype=np.float64)[:, :m]
         zs_np = [np.array(z, dtype=np.float64)[:, :m] for z in zs]
@@ -351,6 +350,17 @@ class JaxOracle:
                 raise self._nonfinite(f"grads[{name!r}] ({element_name(name, idx)})", idx, float(g[idx]), zs)
             out[name] = g
         return value, out
+
+
+@functools.lru_cache(maxsize=256)
+def _padding(m: int, M: int) -> tuple[np.ndarray, np.ndarray]:
+    """The columns that pad a batch of ``m`` to its bucket ``M`` (the samples repeated) and the
+    mask that keeps the first ``m`` (read-only: shared by every call with this m)."""
+    cols = np.arange(M) % m
+    mask = (np.arange(M) < m).astype(np.float64).reshape(1, M)
+    cols.flags.writeable = False
+    mask.flags.writeable = False
+    return cols, mask
 
 
 _CACHE: OracleCache[JaxOracle] = OracleCache(JaxOracle, CACHE_SIZE)
