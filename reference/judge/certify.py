@@ -47,8 +47,8 @@ from .reports import Certificate, Report
 from .scale import SCALE_MIN_PARAMS, LongRunWarning
 from .tolerance import DEFAULT_POLICY, TolerancePolicy
 
-__all__ = ["QUORUM", "TRAP_ATTEMPTS", "Certificate", "CertificationError", "LongRunWarning", "certify_backward",
-           "certify_network"]
+__all__ = ["CASES_PER_EXAMPLE", "QUORUM", "TRAP_ATTEMPTS", "Certificate", "CertificationError", "LongRunWarning",
+           "certify_backward", "certify_network"]
 
 
 class CertificationError(AssertionError):
@@ -87,6 +87,17 @@ def _names(activations: Any, depth: int) -> tuple[str, ...]:
     return tuple(names)
 
 
+CASES_PER_EXAMPLE = 5
+"""How many random cases one hypothesis example draws (:meth:`_Runner.random`). Five: the engine's
+cost of an example (about 1 ms) is then a fifth of a millisecond a case, and shrinking a failure
+found late in an example (hypothesis also simplifies the cases drawn before it, for free but for
+their draws) costs at most about 1.7x what it cost with one case an example (with ten: 2-4x)."""
+
+
+def _run_seed(seed: int, index: int) -> int:
+    """The hypothesis seed of the ``index``-th run of the random draws: ``seed`` itself first (a
+    further run only draws cases redraws left owed)."""
+    return seed if index == 0 else (seed * 1_000_033 + index * 65_537) % 2**32
 QUORUM = 0.8
 """The fraction of the examples asked for that must be decided (certified) for a certificate."""
 TRAP_ATTEMPTS = 4
@@ -127,13 +138,14 @@ def certify_backward(
     17, 33; duplicated samples; exact zeros in X; X at 0.1 and 10; a kink met exactly in every
     kinked layer; square layers with ``vary_shapes``), each redrawn up to :data:`TRAP_ATTEMPTS`
     times until decided; then ``examples`` hypothesis-drawn cases
-    (:func:`~handgrad.reference.cases.strategies.design_specs`), an undecided one redrawn (at most
-    ``examples`` redraws). Each case is refereed elementwise, on the scale path above
+    (:func:`~handgrad.reference.cases.strategies.design_specs`, :data:`CASES_PER_EXAMPLE` to a
+    hypothesis example), an undecided one or a repeat redrawn (at most ``examples`` redraws).
+    Each case is refereed elementwise, on the scale path above
     :data:`~handgrad.reference.judge.scale.SCALE_MIN_PARAMS` parameters, or, outside the float64
     oracles' domain, against the mpmath oracle (:mod:`handgrad.reference.judge.outside`; counted
-    "outside" when even that cannot decide it). The certificate is refused (NOT
-    CERTIFIED, with the reason) when fewer than ``quorum`` of the examples asked for were decided,
-    when a requested scale or label family got no decided case, or when a trap got none.
+    "outside" when even that cannot decide it). The certificate is refused (NOT CERTIFIED, with
+    the reason) when fewer than ``quorum`` of the examples asked for were decided, when a
+    requested scale or label family got no decided case, or when a trap got none.
 
     Args:
       backward: the function under test. ``params`` is a dict ``W1, B1, ...`` (``W{l}`` shape
@@ -497,52 +509,84 @@ class _Runner:
 
     def random(self, arch: Architecture, max_width: int | None, examples: int, min_batch: int, max_batch: int,
                scales: Sequence[str], kinds: Sequence[str], seed: int) -> None:
-        """``examples`` hypothesis-drawn cases; undecided ones and exact repeats of a spec already
-        run (two choice sequences can build one spec: 1-3 of 30 were repeats, counted twice) are
-        redrawn (``assume``) at most ``examples`` times; a failure is shrunk by hypothesis, and one
-        hypothesis cannot replay (a nondeterministic backward) is reported as it was first seen."""
-        from hypothesis import HealthCheck, Phase, Verbosity, assume, given, settings
-        from hypothesis import seed as hypothesis_seed
-        from hypothesis.errors import Flaky
+        """``examples`` hypothesis-drawn cases, :data:`CASES_PER_EXAMPLE` to a hypothesis example
+        (``st.data()``): hypothesis's engine costs about 1 ms an example whatever it draws, as much
+        as deciding a small case, and its mutations of earlier examples made a third of one-case
+        examples exact repeats. An undecided case and an exact repeat of a spec already run (two
+        choice sequences can build one spec) are redrawn, at most ``examples`` times in all; after
+        that they count as drawn. Every example draws its full count of specs (hypothesis requires
+        the draws to follow from the choices alone); specs drawn after the last case owed are not
+        run. When redraws leave cases owed at the end, another hypothesis run draws them, with the
+        seed :func:`_run_seed` of the next index.
 
+        A failure is shrunk by hypothesis as before: a replay decides only the spec drawn at the
+        failure's position in its example (the specs drawn before it decide nothing about it, so
+        hypothesis may simplify them for free), and hypothesis simplifies that spec's choices. A
+        failure hypothesis cannot replay (a nondeterministic backward) is reported as it was first
+        seen."""
         from ..cases.strategies import design_specs
 
         spec_st = design_specs(_architectures(arch, max_width), min_batch=min_batch, max_batch=max_batch,
                                scales=tuple(scales), labels=("mixed", *kinds) if len(kinds) > 1 else kinds)
-        redraws = [0]
-        failing = [False]
+        state = {"owed": examples, "redraws": 0}
         seen: set[CaseSpec] = set()
+        index = 0
+        while state["owed"] > 0:
+            before = (state["owed"], state["redraws"])
+            # + 1: hypothesis's first example draws every choice at its simplest, so one spec
+            self._hypothesis_run(spec_st, math.ceil(state["owed"] / CASES_PER_EXAMPLE) + 1, _run_seed(seed, index),
+                                 state, examples, seen)
+            index += 1
+            if (state["owed"], state["redraws"]) == before:  # hypothesis drew nothing new: its space is spent
+                break
 
-        @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+    def _hypothesis_run(self, spec_st: Any, n_examples: int, seed: int, state: dict[str, int], examples: int,
+                        seen: set[CaseSpec]) -> None:
+        """One hypothesis run of ``n_examples`` examples for :meth:`random`."""
+        from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+        from hypothesis import seed as hypothesis_seed
+        from hypothesis import strategies as st
+        from hypothesis.errors import Flaky
+
+        failing: list[int] = []  # the position of the first failure in its example, once there is one
+
+        @settings(max_examples=n_examples, deadline=None, database=None, derandomize=False,
                   verbosity=Verbosity.quiet, print_blob=False,
                   # No "explain" phase: it re-runs the shrunk case dozens of times to annotate lines
                   # of *our* code; the report already localizes the failure.
                   phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
-                  # Undecided draws are redrawn through assume, counted in the per-scale table
-                  # and bounded below: the filter health check would only repeat that.
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                         HealthCheck.large_base_example])
         @hypothesis_seed(seed)
-        @given(spec=spec_st)
-        def run(spec: CaseSpec) -> None:
-            if failing[0]:  # shrinking: replays are not new cases, nothing is counted
-                self._replay(spec)
-                return
-            if spec in seen:  # two choice sequences can build the same spec: a repeat decides nothing new
-                if redraws[0] < examples:
-                    redraws[0] += 1
-                    assume(False)
-                return
-            seen.add(spec)
-            outcome = self.run(spec)
-            if outcome in ("mismatch", "error"):
-                failing[0] = True
-                self.cert.cases += 1
-                _fail(self.first_failure)  # type: ignore[arg-type]
-            if outcome == "certified":
-                self.cert.random_decided += 1
-            elif redraws[0] < examples:
-                redraws[0] += 1
-                assume(False)
+        @given(data=st.data())
+        def run(data: Any) -> None:
+            mine: set[CaseSpec] = set()
+            for position in range(CASES_PER_EXAMPLE):
+                spec = data.draw(spec_st)
+                if failing:  # shrinking: replays are not new cases, nothing is counted
+                    if position == failing[0]:
+                        self._replay(spec)  # the failing case's own draw, as hypothesis simplifies it
+                    continue  # the cases drawn before it decide nothing about the failure
+                if state["owed"] == 0 or spec in mine:
+                    # drawn because every example draws alike, or again in this example (as in
+                    # hypothesis's first example, every draw at its simplest): nothing owed
+                    continue
+                mine.add(spec)
+                if spec in seen:
+                    outcome = "repeat"
+                else:
+                    seen.add(spec)
+                    outcome = self.run(spec)
+                    if outcome in ("mismatch", "error"):
+                        failing.append(position)
+                        self.cert.cases += 1
+                        _fail(self.first_failure)  # type: ignore[arg-type]
+                    if outcome == "certified":
+                        self.cert.random_decided += 1
+                if outcome != "certified" and state["redraws"] < examples:
+                    state["redraws"] += 1
+                    continue
+                state["owed"] -= 1
 
         try:
             run()
@@ -565,14 +609,12 @@ class _Runner:
             raise _Failed(report) from None
 
     def _replay(self, spec: CaseSpec) -> None:
-        """A shrink step: referee ``spec`` and raise if it fails, without counting it."""
+        """A shrink step: referee ``spec`` and raise if it fails, without counting it (a case
+        outside every oracle's domain decides nothing and passes, as when it was first drawn)."""
         case_net, params, X, Y = build_case(spec, self.dt, filter_domain=False)
         report = (self._referee(case_net, params, X, Y, spec) if in_domain(case_net, params, X)
                   else self._outside(case_net, params, X, Y, spec))
         if report is None:
-            from hypothesis import assume
-
-            assume(False)
             return
         report.seed = spec.seed
         if report.verdict in ("mismatch", "error"):
