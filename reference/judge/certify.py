@@ -145,7 +145,9 @@ def certify_backward(
     oracles' domain, against the mpmath oracle (:mod:`handgrad.reference.judge.outside`; counted
     "outside" when even that cannot decide it). The certificate is refused (NOT CERTIFIED, with
     the reason) when fewer than ``quorum`` of the examples asked for were decided, when a
-    requested scale or label family got no decided case, or when a trap got none.
+    requested scale or label family got no decided case, or when a trap got none; and before
+    anything is drawn when no case can be (a softmax over one output unit under an unfused
+    probability loss: every prediction is exactly 1).
 
     Args:
       backward: the function under test. ``params`` is a dict ``W1, B1, ...`` (``W{l}`` shape
@@ -231,6 +233,14 @@ def certify_backward(
         vary_shapes and len(arch.sizes) > 2) else None
     traps = trap_specs(arch, seed=seed, scales=tuple(scales), labels=kinds, min_batch=min_batch,
                        max_batch=max_batch, square=square)
+    undecidable = _no_case_decidable(net)
+    if undecidable:  # refused before anything is drawn (every case would be outside the domain)
+        cert = Certificate(name, net.describe(), dt, tuple(oracles), call=call, seed=seed, requested=examples,
+                           quorum=float(quorum), refusals=[undecidable])
+        cert.seconds = time.perf_counter() - start
+        if raise_on_failure:
+            raise CertificationError(cert)
+        return cert
     if not expect_long:
         _warn_if_long(arch, traps, examples, min_batch, max_batch, oracles)
 
@@ -441,6 +451,25 @@ def _refusals(cert: Certificate, examples: int, quorum: float, scales: Sequence[
             cert.refusals.append(f"the trap '{t}' got no decided case ({v})")
 
 
+def _no_case_decidable(net: hg.Network) -> str:
+    """Why no case of ``net`` can be decided, known before any is drawn (empty when none is
+    known): the built-in softmax over one output unit makes every prediction exactly 1
+    (:math:`e^{z}/e^{z}`), which no case of an unfused probability loss may take (outside every
+    oracle's domain: each case was drawn, redrawn and sent to the mpmath oracle in vain, about
+    25 s for the default 30 examples)."""
+    last = net.activations[-1]
+    if (net.sizes[-1] == 1 and last is hg.get_activation("softmax") and last.definition is _BUILTIN_SOFTMAX
+            and net.fused_rule is None and net.loss.prediction_range == (0.0, 1.0)):
+        return _constant_output_sentence(net)
+    return ""
+
+
+def _constant_output_sentence(net: hg.Network) -> str:
+    return (f"the output is a {net.activations[-1].name} over one unit: every prediction is exactly 1, "
+            f"outside the oracles' domain for {net.loss.name!r}, so no case can be decided "
+            "(for one output, a sigmoid is the probability of a class)")
+
+
 def _constant_output_refusal(cert: Certificate, net: hg.Network) -> None:
     """The cause, first, when nothing could be decided because the output is a vector-valued
     activation (softmax) over one unit: its prediction is exactly 1 on every input, which no case of
@@ -448,9 +477,10 @@ def _constant_output_refusal(cert: Certificate, net: hg.Network) -> None:
     last = net.activations[-1]
     if not cert.refusals or cert.certified or last.elementwise or net.sizes[-1] != 1:
         return
-    cert.refusals.insert(0, f"the output is a {last.name} over one unit: every prediction is exactly 1, "
-                            f"outside the oracles' domain for {net.loss.name!r}, so no case can be decided "
-                            "(for one output, a sigmoid is the probability of a class)")
+    cert.refusals.insert(0, _constant_output_sentence(net))
+
+
+_BUILTIN_SOFTMAX = hg.activations.softmax.definition
 
 
 class _Runner:
