@@ -1,6 +1,6 @@
 r"""The batched pass against case by case: the same certificate on random architectures.
 
-``certify_backward`` decides a short run's random draws in one batched pass (judge/certify.py,
+``certify_backward`` decides a short run's traps and random draws in batches (judge/certify.py,
 ``_BatchedRunner``) and must give exactly the certificate the case-by-case runner gives. This
 script certifies handgrad's own (correct) backward on ``--archs`` architectures of the soak's pool
 (scripts/soak.py ``make_pool``: depth 1-5, widths 1-8, every activation and loss, fused and
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             certify_module.BATCH_MAX_SECONDS = limit
         equal = _comparable(batched) == _comparable(alone)
         same += equal
-        settled += ends == ["settled"]
+        settled += bool(ends) and set(ends) == {"settled"}  # every batch settled, none abandoned
         refused += not alone.ok and alone.failure is None
         alarms += alone.failure is not None
         print(f"{k} {'-'.join(map(str, arch.sizes))} {'/'.join(arch.activations)} {arch.loss} "
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
               f"batched pass {ends or ['not used']}, "
               f"{'certified' if alone.ok else 'FALSE ALARM' if alone.failure is not None else 'refused'} "
               f"({alone.certified} cases)", flush=True)
-    print(f"{args.archs} architectures: {same} same certificate, {settled} settled in one pass, {alarms} false "
+    print(f"{args.archs} architectures: {same} same certificate, {settled} settled without a fallback, {alarms} false "
           f"alarms, {refused} refused with nothing decidable; {time.time() - start:.0f} s")
     return 0 if same == args.archs and alarms == 0 else 1
 
