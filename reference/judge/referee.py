@@ -157,17 +157,17 @@ def _compare_tensors(pair: str | Sequence[str], keys: Sequence[str], hands: Sequ
          np.zeros(sh, dtype=bool)) for p, k, sh in zip(pairs, keys, shapes, strict=True)]
     if not full:
         return out
-    hand64 = np.concatenate([np.reshape(hands[i], -1) for i in full]).astype(np.float64)
-    ref = np.concatenate([np.reshape(refs[i], -1) for i in full]).astype(np.float64, copy=False)
-    budget = np.concatenate([np.reshape(budgets[i] if np.shape(budgets[i]) == shapes[i]
-                                        else np.broadcast_to(budgets[i], shapes[i]), -1) for i in full])
+    hand64 = np.concatenate([np.asarray(hands[i]).reshape(-1) for i in full]).astype(np.float64)
+    ref = np.concatenate([np.asarray(refs[i]).reshape(-1) for i in full]).astype(np.float64, copy=False)
+    budget = np.concatenate([(b if b.shape == shapes[i] else np.broadcast_to(b, shapes[i])).reshape(-1)
+                             for i in full for b in (np.asarray(budgets[i]),)])
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(hand64 - ref)
     diff = np.where(np.isfinite(diff), diff, np.inf)
     ratio = diff / budget
     if ok_masks is not None and any(ok_masks[i] is not None for i in full):
-        ok = np.concatenate([np.zeros(sizes[i], dtype=bool) if ok_masks[i] is None else np.reshape(ok_masks[i], -1)
-                             for i in full])
+        ok = np.concatenate([np.zeros(sizes[i], dtype=bool) if ok_masks[i] is None
+                             else np.asarray(ok_masks[i]).reshape(-1) for i in full])
         ratio = np.where(ok, 0.0, ratio)
         diff = np.where(ok, 0.0, diff)
     bad = ratio > 1.0
