@@ -179,8 +179,9 @@ def certify_backward(
         bitwise equal).
       raise_on_failure: raise :class:`CertificationError` with the shrunk failing case's report.
       progress: called as ``progress(done, total)`` after each case. A run estimated at
-        :data:`BATCH_MAX_SECONDS` or less is decided in one batched pass (the same certificate as
-        case by case; docs/benchmarks.md) and reports its progress when the pass ends.
+        :data:`BATCH_MAX_SECONDS` or less is decided in batches (the same certificate as case by
+        case; docs/benchmarks.md) and reports its progress, still once per case, as each batch
+        settles.
       conventions: a :class:`~handgrad.reference.judge.conventions.Conventions` declaring the
         user's code (layout, names, labels, reduction, 1/2, L2): ``backward`` (a function or a model
         object) is then called in those conventions, every oracle differentiates the declared loss,
@@ -262,8 +263,8 @@ def certify_backward(
             cert.failure = exc.report
         return cert
 
-    # One batched pass for a short run; case by case for a long one (progress per case) and
-    # whenever the batched pass meets a case that is not certified (the same seed, the same draws).
+    # Batches for a short run; case by case for a long one (progress per case) and whenever the
+    # batched runner meets a case that is not certified (the same seed, the same draws).
     cert = None
     if _run_estimate(arch, traps, examples, min_batch, max_batch, oracles) <= BATCH_MAX_SECONDS:
         with contextlib.suppress(_Abandon):
@@ -688,8 +689,8 @@ class _Abandon(Exception):
 BATCH_MAX_SECONDS = 10.0
 """Runs estimated above this many seconds on the reference machine (:func:`_run_estimate`, one-time
 compile costs included: 3.3 s for the article's net, whose warm run takes 0.3 s) are decided case by
-case, with progress per case; shorter ones in one batched pass (:class:`_BatchedRunner`), whose
-progress comes at its end."""
+case, with progress per case; shorter ones in batches (:class:`_BatchedRunner`), whose progress
+comes as each batch settles."""
 
 
 class _BatchedRunner(_Runner):
