@@ -10,7 +10,10 @@ and a TeX engine).
 * latex2mathml (PyPI): each formula converts to MathML, and no command is left unknown (it would
   come out as a literal ``<mi>\name</mi>``).
 * pdflatex (Debian ``texlive-latex-base``): every English .tex handout compiles inside a minimal
-  document; skipped when pdflatex is absent. The Chinese fragments need xelatex and xeCJK.
+  document; skipped when pdflatex is absent.
+* xelatex with xeCJK and a CJK font (Debian ``texlive-xetex``, ``texlive-lang-chinese``,
+  ``fonts-noto-cjk``): every Chinese .tex handout compiles the same way, and its PDF holds the
+  Chinese text (``pdftotext``, when installed); skipped when any of them is absent.
 """
 
 from __future__ import annotations
@@ -139,3 +142,45 @@ def test_english_tex_handouts_compile(entry, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:]
     assert (tmp_path / "doc.pdf").exists()
+
+
+def _cjk_font() -> str | None:
+    """A Simplified Chinese font fontconfig knows (Noto first), or None."""
+    if shutil.which("fc-list") is None:
+        return None
+    out = subprocess.run(["fc-list", ":lang=zh-cn", "family"], capture_output=True, text=True, timeout=60).stdout
+    families = sorted({f.strip() for line in out.splitlines() for f in line.split(",") if f.strip()})
+    for preferred in ("Noto Serif CJK SC", "Noto Sans CJK SC"):
+        if preferred in families:
+            return preferred
+    return families[0] if families else None
+
+
+def _xecjk_ready() -> bool:
+    if shutil.which("xelatex") is None or shutil.which("kpsewhich") is None:
+        return False
+    found = subprocess.run(["kpsewhich", "xeCJK.sty"], capture_output=True, text=True, timeout=60).stdout.strip()
+    return bool(found) and _cjk_font() is not None
+
+
+@pytest.mark.skipif(not _xecjk_ready(), reason="xelatex, xeCJK or a CJK font not installed "
+                    "(apt-get install texlive-xetex texlive-lang-chinese fonts-noto-cjk)")
+@pytest.mark.parametrize("entry", [c for c in HANDOUTS if c.fmt == "tex" and c.lang == "zh"],
+                         ids=lambda c: c.path.name)
+def test_chinese_tex_handouts_compile(entry, tmp_path: Path) -> None:
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\usepackage[margin=2cm]{geometry}\n"
+                   f"\\usepackage{{xeCJK}}\n\\setCJKmainfont{{{_cjk_font()}}}\n"
+                   f"\\begin{{document}}\n\\input{{{entry.path}}}\n\\end{{document}}\n", encoding="utf-8")
+    run = subprocess.run(["xelatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").exists()
+    assert "Missing character" not in (tmp_path / "doc.log").read_text(encoding="utf-8", errors="replace")
+    if shutil.which("pdftotext") is not None:  # the Chinese prose made it into the PDF as text
+        text = subprocess.run(["pdftotext", "doc.pdf", "-"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60).stdout
+        typeset = [line for line in entry.path.read_text(encoding="utf-8").splitlines() if not line.startswith("%")]
+        han = [ch for line in typeset for ch in line if "\u4e00" <= ch <= "\u9fff"]
+        assert han, "the handout has no Chinese characters"
+        assert sum(ch in text for ch in set(han)) == len(set(han)), "Chinese characters missing from the PDF"
