@@ -420,3 +420,25 @@ def test_a_softmax_over_one_output_is_refused_with_its_cause_first() -> None:
     fused = hg.Network((8, 1, 1), ["identity", "softmax"], "softmax_cross_entropy")
     ok = certify_backward(fused.backward, (8, 1, 1), ["identity", "softmax"], "softmax_cross_entropy", examples=6)
     assert ok.ok and not any("over one unit" in r for r in ok.refusals)
+
+
+def test_a_float32_softmax_output_of_an_unfused_probability_loss_is_rescaled_into_the_domain() -> None:
+    """With |z| <= 7 at a float32 softmax over 7 units, every draw of the 'X at scale 10' trap put a
+    prediction below the float32 margin and the certificate was refused for that trap (found by
+    scripts/check_batched.py --seed 20261210, with two other such architectures). The cap now keeps
+    every prediction at least SOFTMAX_FLOOR_32."""
+    import math
+
+    from handgrad.reference import certify_network
+    from handgrad.reference.cases.spec import SOFTMAX_FLOOR_32, _cap
+
+    import handgrad as hg
+
+    for n in range(2, 18):
+        net = hg.Network((3, n), ["softmax"], "bce", fuse=False)
+        cap = _cap(net, 1, np.dtype(np.float32))
+        assert math.exp(-2 * cap) / n >= SOFTMAX_FLOOR_32 * (1 - 1e-12)
+        assert _cap(net, 1, np.dtype(np.float64)) == 9.0  # float64 keeps its cap
+    cert = certify_network(hg.Network((6, 7), ["softmax"], "bce", fuse=False), dtype="float32", examples=12,
+                           seed=21, raise_on_failure=False)
+    assert cert.ok and not cert.refusals, cert.text()

@@ -42,6 +42,7 @@ case's dtype (float32: about 1e-5; docs/tolerances.md section 10).
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import NamedTuple
 
@@ -52,8 +53,8 @@ from handgrad import NUMPY_OPS, Network, Params
 
 from .architecture import Architecture
 
-__all__ = ["LABEL_KINDS", "PREDICTION_MARGIN_64", "SCALES", "Z_MAX", "Z_SAFE", "CaseSpec", "build_case", "in_domain",
-           "label_kinds"]
+__all__ = ["LABEL_KINDS", "PREDICTION_MARGIN_64", "SCALES", "SOFTMAX_FLOOR_32", "Z_MAX", "Z_SAFE", "CaseSpec",
+           "build_case", "in_domain", "label_kinds"]
 
 SCALES: dict[str, float] = {"small": 0.3, "unit": 1.0, "large": 4.0, "saturating": 30.0,
                             "near_saturating": 4.0}
@@ -253,13 +254,27 @@ def _kink_in_layer(net: Network, params: Params, X: np.ndarray, layer: int,
     return X
 
 
+SOFTMAX_FLOOR_32 = 1e-3
+"""The smallest prediction a rescaled float32 softmax output of an unfused probability loss keeps
+(:func:`_cap`): fifty times the ~2e-5 below which a float32 prediction is outside the domain."""
+
+
 def _cap(net: Network, layer: int, dtype: np.dtype) -> float:
     """The largest |z| a rescaled layer keeps: :data:`Z_SAFE`, or for the output of an unfused
-    probability loss a value whose prediction stays well away from 0 and 1 in ``dtype``."""
+    probability loss a value whose prediction stays well away from 0 and 1 in ``dtype``.
+
+    For a softmax output over n units, :math:`|z| \\le c` gives every prediction at least
+    :math:`e^{-2c}/n`. In float64, c = 9 keeps that above the 1e-9 margin up to n = 15; in
+    float32 c is at most 7 and at most :math:`\tfrac12\\ln(1/(n \\cdot` :data:`SOFTMAX_FLOOR_32`
+    :math:`))`: with c = 7, a float32 softmax over 6 to 8 units put a prediction below the float32
+    margin (about 2e-5) in all four draws of a trap, and the certificate was refused for that trap
+    (three of the 60 architectures of ``scripts/check_batched.py --seed 20261210``)."""
     if layer == net.depth and net.fused_rule is None and net.loss.prediction_range == (0.0, 1.0):
+        elementwise = net.activations[-1].elementwise
         if dtype != np.float64:
-            return 7.0
-        return 19.0 if net.activations[-1].elementwise else 9.0
+            n = net.sizes[-1]
+            return 7.0 if elementwise else min(7.0, 0.5 * math.log(1.0 / (n * SOFTMAX_FLOOR_32)))
+        return 19.0 if elementwise else 9.0
     return Z_SAFE
 
 
