@@ -152,9 +152,12 @@ def _compare_tensors(pair: str | Sequence[str], keys: Sequence[str], hands: Sequ
     shapes = [np.shape(r) for r in refs]
     sizes = [math.prod(sh) for sh in shapes]
     full = [i for i, n in enumerate(sizes) if n]
-    out: list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]] = [
-        (TensorCheck(pair=p, tensor=k, max_abs=0.0, max_rel=0.0, ratio=0.0, worst="", ok=True, n_bad=0), None,
-         np.zeros(sh, dtype=bool)) for p, k, sh in zip(pairs, keys, shapes, strict=True)]
+    if not (len(pairs) == len(keys) == len(shapes)):
+        raise ValueError(f"{len(pairs)} pairs, {len(keys)} tensor names and {len(shapes)} tensors: one each")
+    out: list[Any] = [None] * len(keys)
+    for i in (j for j, n in enumerate(sizes) if not n):  # an empty tensor: nothing to compare
+        out[i] = (TensorCheck(pair=pairs[i], tensor=keys[i], max_abs=0.0, max_rel=0.0, ratio=0.0, worst="", ok=True,
+                              n_bad=0), None, np.zeros(shapes[i], dtype=bool))
     if not full:
         return out
     hand64 = np.concatenate([np.asarray(hands[i]).reshape(-1) for i in full]).astype(np.float64)
@@ -182,7 +185,8 @@ def _compare_tensors(pair: str | Sequence[str], keys: Sequence[str], hands: Sequ
     for i, start, i_worst, r_max, d_max, a_max, nb in zip(
             full, starts.tolist(), first, ratio_max.tolist(), np.maximum.reduceat(diff, starts).tolist(),
             np.maximum.reduceat(np.abs(ref), starts).tolist(), n_bad, strict=True):
-        worst = _unravel(i_worst, shapes[i])
+        shape = shapes[i]
+        worst = divmod(i_worst, shape[1]) if len(shape) == 2 else _unravel(i_worst, shape)
         # Relative error of the tensor: the largest difference over its largest reference entry (an
         # elementwise ratio is meaningless where the true gradient is ~0, as in saturated units).
         # Python float division: correctly rounded, inf on overflow, no warning.
