@@ -73,6 +73,29 @@ def test_backward_that_raises_is_an_error_not_a_crash() -> None:
     assert r.verdict == "error" and "backward raised ValueError" in r.notes[0]
 
 
+def test_an_infinity_returned_by_both_calls_is_a_mismatch_not_nondeterminism() -> None:
+    """inf - inf is NaN, so the determinism check once took the same inf from both calls for two
+    different values: "nondeterministic backward ... first call inf, second call inf". Equal values
+    are now the same, and the infinite gradient is the mismatch it is; two calls that really differ
+    (inf, then a finite value) are still nondeterministic."""
+    net, p, X, Y = _case(ARTICLE)
+    calls = [0]
+
+    def infinite(params, X, Y, flip=False):
+        calls[0] += 1
+        g = net.backward(params, X, Y)
+        g["W1"] = g["W1"].copy()
+        g["W1"][0, 0] = np.inf if not (flip and calls[0] % 2 == 0) else 1.0
+        return g
+
+    r = referee(net, p, X, Y, infinite, oracles=ORACLES)
+    assert r.verdict == "mismatch", r.text()
+    assert not any("nondeterministic" in n for n in r.notes)
+    assert [(mm.tensor, mm.index) for mm in r.mismatches] == [("W1", (0, 0))]
+    r = referee(net, p, X, Y, lambda params, X, Y: infinite(params, X, Y, flip=True), oracles=ORACLES)
+    assert r.verdict == "error" and r.notes[0].startswith("nondeterministic backward"), r.text()
+
+
 def test_backward_gets_copies_and_cannot_corrupt_the_case() -> None:
     net, p, X, Y = _case(ARTICLE)
     before = {k: v.copy() for k, v in p.items()}
