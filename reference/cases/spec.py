@@ -265,7 +265,7 @@ def _cap(net: Network, layer: int, dtype: np.dtype) -> float:
 
     For a softmax output over n units, :math:`|z| \\le c` gives every prediction at least
     :math:`e^{-2c}/n`. In float64, c = 9 keeps that above the 1e-9 margin up to n = 15; in
-    float32 c is at most 7 and at most :math:`\tfrac12\\ln(1/(n \\cdot` :data:`SOFTMAX_FLOOR_32`
+    float32 c is at most 7 and at most :math:`\\tfrac12\\ln(1/(n \\cdot` :data:`SOFTMAX_FLOOR_32`
     :math:`))`: with c = 7, a float32 softmax over 6 to 8 units put a prediction below the float32
     margin (about 2e-5) in all four draws of a trap, and the certificate was refused for that trap
     (three of the 60 architectures of ``scripts/check_batched.py --seed 20261210``)."""

@@ -98,6 +98,8 @@ def _run_seed(seed: int, index: int) -> int:
     """The hypothesis seed of the ``index``-th run of the random draws: ``seed`` itself first (a
     further run only draws cases redraws left owed)."""
     return seed if index == 0 else (seed * 1_000_033 + index * 65_537) % 2**32
+
+
 QUORUM = 0.8
 """The fraction of the examples asked for that must be decided (certified) for a certificate."""
 TRAP_ATTEMPTS = 4
@@ -458,8 +460,7 @@ def _no_case_decidable(net: hg.Network) -> str:
     (:math:`e^{z}/e^{z}`), which no case of an unfused probability loss may take (outside every
     oracle's domain: each case was drawn, redrawn and sent to the mpmath oracle in vain, about
     25 s for the default 30 examples)."""
-    last = net.activations[-1]
-    if (net.sizes[-1] == 1 and last is hg.get_activation("softmax") and last.definition is _BUILTIN_SOFTMAX
+    if (net.sizes[-1] == 1 and net.activations[-1].definition is _BUILTIN_SOFTMAX
             and net.fused_rule is None and net.loss.prediction_range == (0.0, 1.0)):
         return _constant_output_sentence(net)
     return ""
