@@ -654,16 +654,18 @@ def fd_grads_many(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
     ``(params, X, Y)`` of ``net``'s architecture, or the ``ValueError``/``ArithmeticError`` it
     raises for that case, in order.
 
-    The complex-step evaluations of every case are laid side by side as columns and each
-    elementwise step runs once for all of them; each matrix product still runs case by case on
-    that case's own contiguous columns, and each mean over that case's samples. So every number
-    is bitwise the one :func:`fd_grads_unchecked` gives (``tests/test_finite_diff_many.py``), at a
-    fraction of the per-call cost on small networks. A case the batch cannot take (central
+    The centre forwards (:func:`_centre_many`) and the complex-step evaluations
+    (:func:`_complex_many`) of every case run together: each definition once per layer on every
+    case side by side as columns, each matrix product once per batch size on the stack of those
+    cases, each mean over one case's samples. So every number is bitwise the one
+    :func:`fd_grads_unchecked` gives (``tests/test_finite_diff_many.py``), at a fraction of the
+    per-call cost on small networks. A case the batch cannot take (central
     differences, a complex evaluation that overflows, more perturbations than one chunk) is
     computed alone.
     """
     out: list[FDResult | Exception | None] = [None] * len(cases)
     batch: list[tuple[int, list[np.ndarray], list[_Bounded], list[_Bounded], np.ndarray]] = []
+    pending: list[tuple[int, list[np.ndarray], np.ndarray, np.ndarray]] = []
     arch = _arch(net)
     supported = complex_step_supported(net)[0]
     widest = max(arch.sizes[1:])
@@ -676,11 +678,15 @@ def fd_grads_many(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
             continue
         try:
             _, flat, Xf, Yf = _prepare(net, params, X, Y)
-            zs, xs, _, _ = _centre_checked(arch, flat, Xf, Yf)
         except (ValueError, ArithmeticError) as exc:
             out[i] = exc
             continue
-        batch.append((i, flat, zs, xs, Yf))
+        pending.append((i, flat, Xf, Yf))
+    for (i, flat, _, Yf), centre in zip(pending, _centre_many(arch, [p[1:] for p in pending]), strict=True):
+        if isinstance(centre, Exception):
+            out[i] = centre
+        else:
+            batch.append((i, flat, *centre, Yf))
     # Side by side in groups of at most _CHUNK entries per wide array, as one case's sweep is chunked.
     widest_q = max(arch.sizes[l + 1] * (arch.sizes[l] + 1) for l in range(len(arch.definitions)))
     groups: list[list[tuple[int, list[np.ndarray], list[_Bounded], list[_Bounded], np.ndarray]]] = []
@@ -707,97 +713,210 @@ def _alone(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.
         return exc
 
 
+def _centre_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], np.ndarray, np.ndarray]],
+                 ) -> list[tuple[list[_Bounded], list[_Bounded]] | Exception]:
+    """:func:`_centre_checked` of every case ``(flat, X, Y)``: its ``(zs, xs)``, or the
+    NonFiniteError it raises. The cases of one batch size are stacks for the matrix products,
+    every case side by side for the definitions (as in :func:`_complex_many`): bitwise the
+    single case's values."""
+    if not cases:
+        return []
+    by_m: dict[int, list[int]] = {}
+    for i, (_, X, _) in enumerate(cases):
+        by_m.setdefault(X.shape[1], []).append(i)
+    groups = [[cases[i] for i in members] for members in by_m.values()]
+    sizes = [(len(g), m) for g, m in zip(groups, by_m, strict=True)]
+    xs: list[list[_Bounded]] = [[_Bounded(np.stack([X for _, X, _ in g]))] for g in groups]
+    zs: list[list[_Bounded]] = [[] for _ in groups]
+    try:
+        with np.errstate(all="ignore"):
+            for l, definition in enumerate(arch.definitions):
+                for gi, g in enumerate(groups):
+                    W = np.stack([flat[2 * l] for flat, _, _ in g])
+                    B = np.stack([flat[2 * l + 1] for flat, _, _ in g])
+                    zs[gi].append(_affine(W, B, xs[gi][-1]))
+                a = _lift(definition(_together_real([z[-1] for z in zs]), _BOUNDED_OPS))
+                for gi, part in enumerate(_apart_real(a, sizes)):
+                    xs[gi].append(part)
+            Y = _Bounded(np.concatenate([_side(np.stack([Yc for _, _, Yc in g])) for g in groups], axis=1))
+            per = _per_sample(arch, _together_real([z[-1] for z in zs]), _together_real([x[-1] for x in xs]),
+                              Y, _BOUNDED_OPS, sum(c * m for c, m in sizes))
+            means, lo = [], 0
+            for c, m in sizes:
+                span = slice(lo, lo + c * m)
+                block = _Bounded(np.ascontiguousarray(per.v[:, span]), np.ascontiguousarray(per.e[:, span]))
+                means.append(_mean(block, c, m, arch.batch_sum)[0])
+                lo += c * m
+    except (TypeError, AttributeError) as exc:
+        raise TypeError(
+            f"finite differences: a definition of {arch.label} could not be evaluated by the rounding-error "
+            f"tracker ({exc}); definitions must use only + - * / ** and the ops functions "
+            f"(exp, log, log1p, expm1, tanh, erf, erfc, sqrt, where, colsum)"
+        ) from exc
+    out: list[tuple[list[_Bounded], list[_Bounded]] | Exception | None] = [None] * len(cases)
+    for gi, members in enumerate(by_m.values()):
+        for j, i in enumerate(members):
+            mean = float(means[gi][j])
+            if not math.isfinite(mean):
+                out[i] = NonFiniteError(
+                    f"finite differences: the loss of {arch.label} is {mean!r} at the given params "
+                    f"(a shared definition overflowed in float64; exp of more than ~709.78)")
+                continue
+            out[i] = ([_Bounded(z.v[j], z.e[j]) for z in zs[gi]], [_Bounded(x.v[j], x.e[j]) for x in xs[gi]])
+    return out  # type: ignore[return-value]
+
+
+def _together_real(parts: Sequence[_Bounded]) -> _Bounded:
+    return _Bounded(np.concatenate([_side(p.v) for p in parts], axis=1),
+                    np.concatenate([_side(p.e) for p in parts], axis=1))
+
+
+def _apart_real(x: _Bounded, sizes: Sequence[tuple[int, int]]) -> list[_Bounded]:
+    out, lo = [], 0
+    for c, m in sizes:
+        out.append(_Bounded(_unside(x.v[:, lo:lo + c * m], c), _unside(x.e[:, lo:lo + c * m], c)))
+        lo += c * m
+    return out
+
+
 def _block(x: _CBounded, lo: int, hi: int) -> _CBounded:
     """Columns ``lo:hi`` as contiguous arrays: one case's columns laid out as its own call has them."""
     return _CBounded(np.ascontiguousarray(x.v[:, lo:hi]), np.ascontiguousarray(x.er[:, lo:hi]),
                      np.ascontiguousarray(x.ei[:, lo:hi]))
 
 
-def _side_by_side(parts: Sequence[_CBounded]) -> _CBounded:
-    return _CBounded(np.concatenate([p.v for p in parts], axis=1), np.concatenate([p.er for p in parts], axis=1),
-                     np.concatenate([p.ei for p in parts], axis=1))
-
-
 def _complex_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], list[_Bounded], list[_Bounded], np.ndarray]],
                   h: float) -> list[FDResult | None]:
     """:func:`_complex` of every case (None where it would raise NonFiniteError): the steps of
-    :func:`_sweep`, :func:`_perturb_layer` (complex, one chunk) and :func:`_finish`, with the
-    elementwise ones run once on all cases' columns."""
+    :func:`_sweep`, :func:`_perturb_layer` (complex, one chunk) and :func:`_finish`.
+
+    The cases of one batch size m form a *group*, kept as stacks ``(cases, rows, columns)``: each
+    matrix product runs once per group on the stack (``numpy.matmul`` calls on each case's
+    contiguous slice the BLAS routine the single case's product calls), each mean over one
+    case's m samples. Each definition runs once per layer on every case side by side (the groups'
+    columns one after another; elementwise, or summing over units only). So every number is
+    bitwise the one :func:`_complex` gives (``tests/test_finite_diff_many.py``).
+    """
     ops = _CBOUNDED_OPS
     depth = len(arch.definitions)
-    ms = [Y.shape[1] for *_, Y in cases]
-    sweeps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in cases]
+    by_m: dict[int, list[int]] = {}
+    for i, (*_, Y) in enumerate(cases):
+        by_m.setdefault(Y.shape[1], []).append(i)
+    groups = [[cases[i] for i in members] for members in by_m.values()]
+    sizes = [(len(g), m) for g, m in zip(groups, by_m, strict=True)]
+    Ws = [[np.stack([flat[2 * l] for flat, *_ in g]) for l in range(depth)] for g in groups]
+    Bs = [[np.stack([flat[2 * l + 1] for flat, *_ in g]) for l in range(depth)] for g in groups]
+    Ys = [np.stack([Y for *_, Y in g]) for g in groups]
+    # per group and layer: per-sample losses (c, Q, m) and the bounds of their means (c, Q)
+    per_layer: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in groups]
     with np.errstate(all="ignore"):
         for l in range(depth):
-            Q = arch.sizes[l + 1] * (arch.sizes[l] + 1)
-            n = arch.sizes[l + 1]
+            n, n_in = arch.sizes[l + 1], arch.sizes[l]
+            Q = n * (n_in + 1)
             qi = np.arange(Q)
-            zparts, aparts, moved_parts, yparts, rows_of = [], [], [], [], []
-            for flat, zs, xs, Y in cases:
-                rows, directions, direction_err, _ = _layer_elements(flat, xs[l], l)
-                step = np.full((Q, 1), 1j * h)
-                moves = step.reshape(Q, 1) * np.repeat(directions, 1, axis=0)
-                move_err = np.abs(step).reshape(Q, 1) * np.repeat(direction_err, 1, axis=0)
-                rows = np.repeat(rows, 1)
-                m = Y.shape[1]
-                zv = _tile(zs[l].v, Q, moves.dtype)
-                zv[rows, qi] += moves
-                moved_v = zv[rows, qi]
-                ze = _tile(zs[l].e, Q, np.float64)
+            cols = np.tile(np.arange(n_in), n)
+            rows = np.concatenate([np.repeat(np.arange(n), n_in), np.arange(n)])
+            step = np.full((Q, 1), 1j * h)
+            tiles = []  # per group: z, its error bounds, the moved rows' values and bounds
+            for g, (c, m) in zip(groups, sizes, strict=True):
+                x_v = np.stack([xs[l].v for _, _, xs, _ in g])
+                x_e = np.stack([xs[l].e for _, _, xs, _ in g])
+                ones = np.ones((c, n, m))
+                moves = step * np.concatenate([x_v[:, cols], ones], axis=1)  # (c, Q, m), as _layer_elements
+                move_err = np.abs(step) * np.concatenate([x_e[:, cols], 0 * ones], axis=1)
+                zv = _tile_stack(np.stack([zs[l].v for _, zs, _, _ in g]), Q, moves.dtype)
+                zv[:, rows, qi] += moves
+                ze = _tile_stack(np.stack([zs[l].e for _, zs, _, _ in g]), Q, np.float64)
                 zei = np.zeros(zv.shape)
-                zei[rows, qi] = move_err
-                zparts.append((zv, ze, zei, m))
-                moved_parts.append(_CBounded(moved_v, ze[rows, qi], move_err))
-                aparts.append((_tile(xs[l + 1].v, Q, moves.dtype), _tile(xs[l + 1].e, Q, np.float64)))
-                yparts.append(_CBounded(np.tile(Y, (1, Q))))
-                rows_of.append(rows)
-            z = _side_by_side([_CBounded(zv.reshape(n, Q * m), ze.reshape(n, Q * m), zei.reshape(n, Q * m))
-                               for zv, ze, zei, m in zparts])
+                zei[:, rows, qi] = move_err
+                tiles.append((zv, ze, zei, move_err))
+            z_parts = [_CBounded(zv.reshape(c, n, Q * m), ze.reshape(c, n, Q * m), zei.reshape(c, n, Q * m))
+                       for (zv, ze, zei, _), (c, m) in zip(tiles, sizes, strict=True)]
             if arch.elementwise[l]:
                 # Only the moved row changes; the other rows keep the centre's activations exactly.
-                moved = _side_by_side(moved_parts)
+                moved = _CBounded(np.concatenate([_side(zv[:, rows, qi]) for zv, *_ in tiles], axis=1),
+                                  np.concatenate([_side(ze[:, rows, qi]) for _, ze, _, _ in tiles], axis=1),
+                                  np.concatenate([_side(err) for *_, err in tiles], axis=1))
                 row_a = _clift(arch.definitions[l](moved, ops))
                 a_parts, lo = [], 0
-                for (av, ae), rows, (_, _, _, m) in zip(aparts, rows_of, zparts, strict=True):
-                    av[rows, qi] = row_a.v[:, lo:lo + m]
+                for g, (c, m) in zip(groups, sizes, strict=True):
+                    av = _tile_stack(np.stack([xs[l + 1].v for _, _, xs, _ in g]), Q, np.complex128)
+                    ae = _tile_stack(np.stack([xs[l + 1].e for _, _, xs, _ in g]), Q, np.float64)
                     aei = np.zeros(av.shape)
-                    ae[rows, qi], aei[rows, qi] = row_a.er[:, lo:lo + m], row_a.ei[:, lo:lo + m]
-                    a_parts.append(_CBounded(av.reshape(n, Q * m), ae.reshape(n, Q * m), aei.reshape(n, Q * m)))
-                    lo += m
-                a: Value = _side_by_side(a_parts)
+                    span = slice(lo, lo + c * m)
+                    av[:, rows, qi] = _unside(row_a.v[:, span], c)
+                    ae[:, rows, qi], aei[:, rows, qi] = _unside(row_a.er[:, span], c), _unside(row_a.ei[:, span], c)
+                    a_parts.append(_CBounded(av.reshape(c, n, Q * m), ae.reshape(c, n, Q * m),
+                                             aei.reshape(c, n, Q * m)))
+                    lo += c * m
             else:
-                a = arch.definitions[l](z, ops)
+                a_parts = _apart(arch.definitions[l](_together(z_parts), ops), sizes)
             for k in range(l + 1, depth):
-                spans = np.cumsum([0, *(Q * m for m in ms)])
-                z = _side_by_side([_affine(flat[2 * k], flat[2 * k + 1], _block(_clift(a), int(lo), int(hi)))
-                                   for (flat, *_), lo, hi in zip(cases, spans[:-1], spans[1:], strict=True)])
-                a = arch.definitions[k](z, ops)
-            per = _per_sample(arch, z, a, _side_by_side(yparts), ops, Q * sum(ms))
+                z_parts = [_affine(W[k], B[k], a) for W, B, a in zip(Ws, Bs, a_parts, strict=True)]
+                a_parts = _apart(arch.definitions[k](_together(z_parts), ops), sizes)
+            Yw = _CBounded(np.concatenate([_side(np.tile(Y, (1, 1, Q))) for Y in Ys], axis=1))
+            total = sum(c * m for c, m in sizes) * Q
+            per = _per_sample(arch, _together(z_parts), _together(a_parts), Yw, ops, total)
             lo = 0
-            for c, m in enumerate(ms):
-                block = _block(per, lo, lo + Q * m)
-                lo += Q * m
-                per_sample = np.empty((Q, 1, m), dtype=np.complex128)
-                per_sample[:] = block.v.reshape(Q, 1, m)
-                bounds = np.empty((Q, 1))
-                bounds[:] = _mean(block, Q, m, arch.batch_sum)[1].reshape(Q, 1)
-                sweeps[c].append((per_sample, bounds))
-    results: list[FDResult | None] = []
-    for c, m in enumerate(ms):
-        grads, error = [], []
-        for per_sample, bounds in sweeps[c]:
-            ps = per_sample[:, 0, :]
-            if np.any(~np.isfinite(ps)):
-                grads = []
-                break
-            grads.append(ps.imag.sum(axis=1) / (1 if arch.batch_sum else m) / h)
-            bound = ROUND_SAFETY * bounds[:, 0] / h
-            error.append(np.where(np.isnan(bound), np.inf, bound))
-        if not grads:
-            results.append(None)
-            continue
-        nan = [np.full_like(g, np.nan) for g in grads]
-        no = [np.zeros(g.shape, dtype=bool) for g in grads]
-        results.append(FDResult(_split(arch, grads), _split(arch, error), _split(arch, no), _split(arch, nan),
-                                _split(arch, nan), "complex", _split(arch, nan), _split(arch, nan)))
+            for gi, (c, m) in enumerate(sizes):
+                block = _block(per, lo, lo + c * Q * m)
+                lo += c * Q * m
+                bounds = _mean(block, c * Q, m, arch.batch_sum)[1].reshape(c, Q)
+                per_layer[gi].append((block.v.reshape(c, Q, m), bounds))
+    results: list[FDResult | None] = [None] * len(cases)
+    for members, (_, m), layers in zip(by_m.values(), sizes, per_layer, strict=True):
+        divisor = 1 if arch.batch_sum else m
+        grads = [ps.imag.sum(axis=2) / divisor / h for ps, _ in layers]  # h = 2^k: the division is exact
+        errors = []
+        for _, bounds in layers:
+            bound = ROUND_SAFETY * bounds / h
+            errors.append(np.where(np.isnan(bound), np.inf, bound))  # a bound that could not be formed
+        finite = np.all([np.all(np.isfinite(ps), axis=(1, 2)) for ps, _ in layers], axis=0)
+        nans = [np.full_like(g, np.nan) for g in grads]
+        nos = [np.zeros(g.shape, dtype=bool) for g in grads]
+        for j, i in enumerate(members):
+            if not finite[j]:
+                continue
+            nan = _split(arch, [x[j] for x in nans])
+            results[i] = FDResult(_split(arch, [g[j] for g in grads]), _split(arch, [e[j] for e in errors]),
+                                  _split(arch, [x[j] for x in nos]), nan, dict(nan), "complex", dict(nan), dict(nan))
     return results
+
+
+def _side(x: np.ndarray) -> np.ndarray:
+    """A stack ``(c, n, w)`` as one array ``(n, c*w)``, the cases side by side (case-major
+    columns): the layout the definitions take, whose column sums run over units only."""
+    c, n, w = x.shape
+    return x.transpose(1, 0, 2).reshape(n, c * w)
+
+
+def _unside(x: np.ndarray, c: int) -> np.ndarray:
+    """:func:`_side` undone: a contiguous stack ``(c, n, w)``."""
+    n = x.shape[0]
+    return np.ascontiguousarray(x.reshape(n, c, -1).transpose(1, 0, 2))
+
+
+def _together(parts: Sequence[_CBounded]) -> _CBounded:
+    """The groups' stacks side by side: one ``(n, columns)`` value of every case."""
+    return _CBounded(np.concatenate([_side(p.v) for p in parts], axis=1),
+                     np.concatenate([_side(p.er) for p in parts], axis=1),
+                     np.concatenate([_side(p.ei) for p in parts], axis=1))
+
+
+def _apart(x: Any, sizes: Sequence[tuple[int, int]]) -> list[_CBounded]:
+    """:func:`_together` undone: each group's contiguous stack."""
+    x = _clift(x)
+    q = x.v.shape[1] // sum(c * m for c, m in sizes)  # columns per sample (the perturbations)
+    out, lo = [], 0
+    for c, m in sizes:
+        width = q * c * m
+        span = slice(lo, lo + width)
+        out.append(_CBounded(_unside(x.v[:, span], c), _unside(x.er[:, span], c), _unside(x.ei[:, span], c)))
+        lo += width
+    return out
+
+
+def _tile_stack(x: np.ndarray, Q: int, dtype: type) -> np.ndarray:
+    """``(c, n, m) -> (c, n, Q, m)``, a fresh copy (:func:`_tile` of each case)."""
+    return np.repeat(x[:, :, None, :], Q, axis=2).astype(dtype, copy=False)
+

@@ -511,7 +511,7 @@ Value = Any  # _Bounded or _CBounded
 def _affine(W: np.ndarray, B: np.ndarray, a: Value) -> Value:
     r""":math:`W a + B` with the bound :math:`|W| e_a + \gamma_{n+1}(|W||a| + |B|)` (each part)."""
     absW = np.abs(W)
-    g = _gamma(W.shape[1] + 1)
+    g = _gamma(W.shape[-1] + 1)  # W may be a stack (cases, n_out, n_in)
     if isinstance(a, _CBounded):
         v = W @ a.v + B
         return _CBounded(v, absW @ a.er + g * (absW @ np.abs(a.v.real) + np.abs(B)),
