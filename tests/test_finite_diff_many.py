@@ -9,6 +9,8 @@ from _oracle_cases import arch_id, design_cases
 from handgrad.reference.cases.spec import CaseSpec, build_case
 from handgrad.reference.oracles.finite_diff import FDResult, fd_grads_many, fd_grads_unchecked
 
+import handgrad as hg
+
 ARCHS = [
     ((2, 3, 3, 1), ("sigmoid", "sigmoid", "sigmoid"), "squared_error", True),
     ((3, 4, 2), ("tanh", "sigmoid"), "bce", True),
@@ -48,6 +50,17 @@ def test_many_cases_side_by_side_equal_each_alone_bitwise(arch: tuple) -> None:
     many = fd_grads_many(net, cases)
     assert len(many) == len(cases)
     for got, case in zip(many, cases, strict=True):
+        _same(got, _one(net, *case))
+
+
+def test_cases_of_one_sample_are_not_summed_beside_others() -> None:
+    """numpy sums a single column (m = 1) pairwise from 8 entries on, but the columns of a wider
+    array one row after another: a column sum over 12 softmax units of a case of one sample laid
+    beside other cases would round differently than the case alone (measured: 1 in 4 sums)."""
+    net = hg.Network((3, 12, 3), ["softmax", "tanh"], "squared_error")
+    rng = np.random.default_rng(12)
+    cases = [(net.init(rng), rng.standard_normal((3, m)), rng.standard_normal((3, m))) for m in [1] * 24 + [2, 3]]
+    for got, case in zip(fd_grads_many(net, cases), cases, strict=True):
         _same(got, _one(net, *case))
 
 

@@ -716,14 +716,24 @@ def _alone(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.
 def _centre_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], np.ndarray, np.ndarray]],
                  ) -> list[tuple[list[_Bounded], list[_Bounded]] | Exception]:
     """:func:`_centre_checked` of every case ``(flat, X, Y)``: its ``(zs, xs)``, or the
-    NonFiniteError it raises. The cases of one batch size are stacks for the matrix products,
-    every case side by side for the definitions (as in :func:`_complex_many`): bitwise the
-    single case's values."""
-    if not cases:
-        return []
+    NonFiniteError it raises. The cases of one batch size m >= 2 are stacks for the matrix
+    products, every such case side by side for the definitions (as in :func:`_complex_many`,
+    whose evaluations have at least two columns a case): bitwise the single case's values. A
+    case of one sample is computed alone."""
+    out: list[tuple[list[_Bounded], list[_Bounded]] | Exception | None] = [None] * len(cases)
     by_m: dict[int, list[int]] = {}
-    for i, (_, X, _) in enumerate(cases):
-        by_m.setdefault(X.shape[1], []).append(i)
+    for i, (flat, X, Y) in enumerate(cases):
+        if X.shape[1] > 1:
+            by_m.setdefault(X.shape[1], []).append(i)
+            continue
+        # One sample alone: numpy sums a single column pairwise (from 8 rows on) but the columns
+        # of a wider array row after row, so a column sum beside other cases would round differently.
+        try:
+            out[i] = _centre_checked(arch, flat, X, Y)[:2]
+        except NonFiniteError as exc:
+            out[i] = exc
+    if not by_m:
+        return out  # type: ignore[return-value]
     groups = [[cases[i] for i in members] for members in by_m.values()]
     sizes = [(len(g), m) for g, m in zip(groups, by_m, strict=True)]
     xs: list[list[_Bounded]] = [[_Bounded(np.stack([X for _, X, _ in g]))] for g in groups]
@@ -753,7 +763,6 @@ def _centre_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], np.ndarray
             f"tracker ({exc}); definitions must use only + - * / ** and the ops functions "
             f"(exp, log, log1p, expm1, tanh, erf, erfc, sqrt, where, colsum)"
         ) from exc
-    out: list[tuple[list[_Bounded], list[_Bounded]] | Exception | None] = [None] * len(cases)
     for gi, members in enumerate(by_m.values()):
         for j, i in enumerate(members):
             mean = float(means[gi][j])
