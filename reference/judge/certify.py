@@ -45,7 +45,7 @@ from ..oracles.table import ORACLES, check_oracles
 from .referee import Backward, referee
 from .reports import Certificate, Report
 from .scale import SCALE_MIN_PARAMS, LongRunWarning
-from .tolerance import DEFAULT_POLICY, TolerancePolicy
+from .tolerance import DEFAULT_POLICY, Budget, TolerancePolicy, error_budgets
 
 __all__ = ["CASES_PER_EXAMPLE", "QUORUM", "TRAP_ATTEMPTS", "Certificate", "CertificationError", "LongRunWarning",
            "certify_backward", "certify_network"]
@@ -747,6 +747,7 @@ class _BatchedRunner(_Runner):
         events, self.events = self.events, []
         drawn = [(i, e) for i, (_, e) in enumerate(events) if isinstance(e, tuple)]
         references: dict[int, dict[str, object]] = {i: {} for i, _ in drawn}
+        budgets: dict[int, Budget] = {}
         groups: dict[Any, list[int]] = {}
         for i, (case_net, *_) in drawn:
             groups.setdefault((case_net.sizes, tuple(a.name for a in case_net.activations), case_net.loss.name,
@@ -761,13 +762,16 @@ class _BatchedRunner(_Runner):
                     if name in self.oracles:
                         for i, result in zip(members, many(net, cases), strict=True):
                             references[i][name] = result
+                for i, budget in zip(members, error_budgets(net, cases, self.policy), strict=True):
+                    budgets[i] = budget
             reports: dict[int, Report] = {}
             for i, (case_net, params, X, Y) in drawn:
                 spec = events[i][0]
                 report = (self._referee(case_net, params, X, Y, spec) if case_net.n_params > SCALE_MIN_PARAMS
                           else referee(case_net, params, X, Y, self.backward, oracles=self.oracles,
                                        policy=self.policy, reproduce=spec.reproduce(self.dt), seed=spec.numpy_seed,
-                                       nondeterminism_tolerance=self.tol, references=references[i]))
+                                       nondeterminism_tolerance=self.tol, references=references[i],
+                                       budget=budgets.get(i)))
                 if report.verdict != "certified":
                     raise _Abandon
                 reports[i] = report

@@ -258,6 +258,7 @@ def referee(
     nondeterminism_tolerance: float = 0.0,
     conventions: Any = None,
     references: Mapping[str, object] | None = None,
+    budget: Budget | None = None,
 ) -> Report:
     r"""Referee one case: ``grads`` (or ``backward(params, X, Y)``) against the oracles.
 
@@ -287,6 +288,9 @@ def referee(
         table's ``compute`` returned, or the exception it raised), as a caller that evaluates many
         cases together passes them (:func:`~handgrad.reference.oracles.finite_diff.fd_grads_many`);
         an oracle missing from it is computed here. The report is the same as without.
+      budget: this case's :func:`~handgrad.reference.judge.tolerance.error_budget` under ``policy``
+        computed beforehand (:func:`~handgrad.reference.judge.tolerance.error_budgets` of many
+        cases: bitwise the same); ignored when declared biases change the case.
 
     A mismatch is diagnosed (:func:`~handgrad.reference.judge.diagnosis.diagnose`): the likely
     causes that explain it within the budget are ``report.diagnoses``; a certified case costs nothing.
@@ -296,7 +300,10 @@ def referee(
     check_positive_int("min_oracles", min_oracles)
     net.check_batch(params, X, Y)
     conv = conventions_of(conventions, grads)
+    given = params
     params, keys, bias_note = without_declared_biases(net, params, conv)
+    if params is not given:
+        budget = None  # computed for the case before its declared biases were set to 0
     dtype = params[net.param_names[0]].dtype
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce)
     if bias_note:
@@ -310,7 +317,8 @@ def referee(
         describe_for_user(params, X, Y, conv, report)
         return report
     # 3. The budgets, and a kink within rounding reach.
-    budget = error_budget(net, params, X, Y, policy)
+    if budget is None:
+        budget = error_budget(net, params, X, Y, policy)
     mask = _kink_mask(net, budget, dtype, report)
     if report.verdict == "inconclusive":
         return report

@@ -18,7 +18,7 @@ The derivation (the model, every line of the recurrence, why :math:`\max(|a|, 1)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -375,13 +375,14 @@ def _output_sensitivities(act: Activation, loss_name: str, loss_def: Any, fused_
 
 
 def _eval_rows(f: Callable, Z: np.ndarray, Y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Evaluate a lambdified list (or list of lists) of per-sample expressions column-wise."""
+    """Evaluate a lambdified list (or list of lists) of per-sample expressions column-wise, on
+    stacks ``(c, n, m)``: the result has shape ``(c, *shape)``."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        out = f(*_wide(Z), *_wide(Y))
-    m = Z.shape[1]
+        out = f(*_rows(_wide(Z)), *_rows(_wide(Y)))
+    c, m = Z.shape[0], Z.shape[2]
     rows = out if isinstance(out[0], list) else [out]
-    arr = np.array([[_magnitude(c, (m,)) for c in row] for row in rows])
-    return arr.reshape(shape)
+    arr = np.array([[_magnitude(v, (c, m)) for v in row] for row in rows])  # (rows, cols, c, m)
+    return np.moveaxis(arr, 2, 0).reshape((c, *shape))
 
 
 _NOT_PROVED = math.inf
@@ -500,7 +501,7 @@ class _ExactForward:
 
 def _abs_jt(a: np.ndarray, g: np.ndarray) -> np.ndarray:
     """|J|^T g for a softmax-like Jacobian, :math:`|J_{ij}| \\le a_i(\\delta_{ij} + a_j)`."""
-    return a * (g + np.sum(a * g, axis=0, keepdims=True))
+    return a * (g + np.sum(a * g, axis=-2, keepdims=True))  # units: axis 0 of a case, 1 of a stack
 
 
 def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.ndarray,
@@ -519,27 +520,69 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     differentiating the shared definitions. ``policy`` may be a level name (``"strict"``); under
     ``"strict"`` the magnitudes depend on the hand dtype, read from ``params``.
     """
+    return error_budgets(net, [(params, X, Y)], policy, outside=outside)[0]
+
+
+def error_budgets(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray, np.ndarray]],
+                  policy: TolerancePolicy | str = DEFAULT_POLICY, *, outside: bool = False) -> list[Budget]:
+    """:func:`error_budget` of each case ``(params, X, Y)`` of ``net``'s architecture, in order.
+
+    The cases of one batch size and hand dtype are computed together as stacks ``(cases, rows,
+    m)`` (:func:`_budget_stack`); :func:`error_budget` is a stack of one. Each matrix product runs
+    on the stack (``numpy.matmul`` calls on each case's contiguous slice the BLAS routine a single
+    product calls), each elementwise step on the whole stack, each sum over units or samples
+    within one case in the same order; a softmax-like definition and each ``einsum`` run case by
+    case. So every number is bitwise the single case's (``tests/test_tolerance_many.py``)."""
     policy = resolve_policy(policy)
-    hand_dtype = np.asarray(params[net.param_names[0]]).dtype
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, (params, X, _) in enumerate(cases):
+        dtype = np.asarray(params[net.param_names[0]]).dtype
+        groups.setdefault((np.shape(X)[1], dtype.str), []).append(i)
+    out: list[Budget | None] = [None] * len(cases)
+    for members in groups.values():
+        for i, budget in zip(members, _budget_stack(net, [cases[i] for i in members], policy, outside), strict=True):
+            out[i] = budget
+    return out  # type: ignore[return-value]
+
+
+def _rows(x: np.ndarray) -> list[np.ndarray]:
+    """The rows of a stack ``(c, n, m)`` as n arrays ``(c, m)``: a lambdified per-sample form's
+    arguments (one per unit), every case at once."""
+    return list(np.moveaxis(x, 1, 0))
+
+
+def _each(f: Callable[..., np.ndarray], *stacks: np.ndarray) -> np.ndarray:
+    """``f`` on each case's slices (contiguous, as a single case's arrays), stacked again."""
+    return np.stack([f(*(np.ascontiguousarray(x[j]) for x in stacks)) for j in range(stacks[0].shape[0])])
+
+
+def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray, np.ndarray]],
+                  policy: TolerancePolicy, outside: bool) -> list[Budget]:
+    """The body of :func:`error_budget` for cases of one batch size and hand dtype."""
+    hand_dtype = np.asarray(cases[0][0][net.param_names[0]]).dtype
     u_pair = (unit_roundoff(hand_dtype) if hand_dtype.kind == "f" else U64) + U64
-    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y, dtype=np.float64)
-    L, m = net.depth, X.shape[1]
+    c = len(cases)
+    p = {k: np.stack([np.asarray(params[k], dtype=np.float64) for params, _, _ in cases]) for k in cases[0][0]}
+    X = np.stack([np.asarray(Xc, dtype=np.float64) for _, Xc, _ in cases])
+    Y = np.stack([np.asarray(Yc, dtype=np.float64) for _, _, Yc in cases])
+    L, m = net.depth, X.shape[2]
     K = policy.path_constant(net.sizes, m)
 
     # Forward: values and error magnitudes.
     zs, acts, Mz, Ma = [], [X], [], [np.zeros_like(X)]
     f1s: list[np.ndarray | None] = []
     f2s: list[np.ndarray | None] = []
-    kink_units: list[tuple[float, int | None, str, tuple[int, int, int]]] = []
-    exact = _ExactForward(net, p, X, zs)
+    kink_units: list[list[tuple[float, int | None, str, tuple[int, int, int]]]] = [[] for _ in range(c)]
+    exacts = [_ExactForward(net, {k: v[j] for k, v in p.items()}, X[j], [z[j] for z in zs]) for j in range(c)]
     for l, act in enumerate(net.activations, start=1):
         W, B = p[f"W{l}"], p[f"B{l}"]
         z = W @ acts[-1] + B
         mz = np.abs(W) @ (np.abs(acts[-1]) + Ma[-1]) + np.abs(B)
         with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-            a = np.asarray(act.definition(z, NUMPY_OPS), dtype=np.float64)
+            # elementwise on the stack; a column sum (softmax) case by case: numpy sums a single
+            # column (m = 1) pairwise, the columns of a wider array row after row
+            a = (np.asarray(act.definition(z, NUMPY_OPS), dtype=np.float64) if act.elementwise
+                 else _each(lambda zc, act=act: np.asarray(act.definition(zc, NUMPY_OPS), dtype=np.float64), z))
         if act.elementwise:
             d1, d2 = _elementwise_derivatives(act)
             f1, f2 = d1(z), d2(z)
@@ -549,19 +592,21 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
         else:
             # Vector-valued (softmax-like): |J| <= a_i (delta_ij + a_j) column by column.
             f1 = f2 = None
-            ma = np.abs(a) * (mz + np.sum(np.abs(a) * mz, axis=0, keepdims=True)) + np.maximum(np.abs(a), 1.0)
+            ma = np.abs(a) * (mz + np.sum(np.abs(a) * mz, axis=-2, keepdims=True)) + np.maximum(np.abs(a), 1.0)
         for k in act.kinks:
             # Distance of each kinked pre-activation from the kink, in units of its error bound.
             # mz == 0 means every term of z is exactly 0: z is exact and cannot cross.
             with np.errstate(divide="ignore", invalid="ignore"):
                 dist = np.where(mz > 0, np.abs(z - k) / (K * mz), np.inf)
             # Units far from the kink (beyond float32's reach) are never ambiguous.
-            for i, s in np.argwhere(dist <= 4 * policy.kink_margin * 2.0**-23):
-                need = exact.need(l, s)[i]
-                kink_units.append((float(dist[i, s]), int(need) if need <= 53 else None,
-                                   f"layer {l} unit {i + 1} sample {s + 1}: z = {z[i, s]:.3g}, kink at {k:g}",
-                                   (l, int(i) + 1, int(s) + 1)))
+            for j, i, s in np.argwhere(dist <= 4 * policy.kink_margin * 2.0**-23):
+                need = exacts[j].need(l, s)[i]
+                kink_units[j].append((float(dist[j, i, s]), int(need) if need <= 53 else None,
+                                      f"layer {l} unit {i + 1} sample {s + 1}: z = {z[j, i, s]:.3g}, kink at {k:g}",
+                                      (l, int(i) + 1, int(s) + 1)))
         zs.append(z)
+        for j, exact in enumerate(exacts):
+            exact.zs.append(z[j])
         acts.append(a)
         Mz.append(mz)
         Ma.append(ma)
@@ -584,23 +629,23 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     absY = np.abs(Y)
     # Operands of the output delta: (a sum(y) - y) for softmax-type rules, a - y otherwise; added
     # explicitly because SymPy may simplify them away (softmax cross-entropy with one output is 0).
-    M_delta = (delta + np.einsum("ijs,js->is", Hy, absY + aL) + np.einsum("ijs,js->is", Hz, Mz[-1])
-               + (aL * np.sum(absY, axis=0, keepdims=True) + absY) / m_div)
+    M_delta = (delta + _each(_contract, Hy, absY + aL) + _each(_contract, Hz, Mz[-1])
+               + (aL * np.sum(absY, axis=-2, keepdims=True) + absY) / m_div)
     if rule is not None:
         # A fused rule computes delta from the *computed* output activation (a - y, a sum(y) - y),
         # so the activation's absolute allowance max(|a|, 1) (the forward's M_a) reaches delta
         # with coefficient max(sum |y|, 1): a sigmoid written 0.5 (1 + tanh(z / 2)) returns
         # 1.3e-14 +- 5e-17 at z = -32, an error of 0.03 ulp(1) in a - y.
         carried = Ma[-1] if outside else np.maximum(aL, 1.0)  # outside: the whole forward bound (section 13)
-        M_delta = M_delta + carried * np.maximum(np.sum(absY, axis=0, keepdims=True), 1.0) / m_div
+        M_delta = M_delta + carried * np.maximum(np.sum(absY, axis=-2, keepdims=True), 1.0) / m_div
     if fa is not None:
         # Unfused: delta = J^T (dl/da), with f' computed to absolute accuracy ~u (see above), and
         # the rounding of a itself moving dl/da by |d2l/da2| |a| (1 - p cancels when p -> 1).
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            ga_raw, ha_raw = fa(*_wide(acts[-1]), *_wide(Y))
-        ga = np.array([_magnitude(c, (m,)) for c in ga_raw]) / m_div
-        ha = np.array([[_magnitude(c, (m,)) for c in row] for row in ha_raw]) / m_div
-        sens = ga + np.einsum("ijs,js->is", ha, aL)
+            ga_raw, ha_raw = fa(*_rows(_wide(acts[-1])), *_rows(_wide(Y)))
+        ga = np.moveaxis(np.array([_magnitude(v, (c, m)) for v in ga_raw]), 0, 1) / m_div
+        ha = np.moveaxis(np.array([[_magnitude(v, (c, m)) for v in row] for row in ha_raw]), 2, 0) / m_div
+        sens = ga + _each(_contract, ha, aL)
         last = net.activations[-1]
         if last.elementwise:
             term = policy.derivative_term(sens, ga, f1s[-1], u_pair, K)
@@ -613,11 +658,11 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
     magnitude: dict[str, np.ndarray] = {}
     for l in range(L, 0, -1):
         a_prev, ma_prev = np.abs(acts[l - 1]), Ma[l - 1]
-        magnitude[f"W{l}"] = M_delta @ a_prev.T + A_delta @ ma_prev.T
-        magnitude[f"B{l}"] = np.sum(M_delta, axis=1, keepdims=True)
+        magnitude[f"W{l}"] = M_delta @ a_prev.swapaxes(-1, -2) + A_delta @ ma_prev.swapaxes(-1, -2)
+        magnitude[f"B{l}"] = np.sum(M_delta, axis=-1, keepdims=True)
         if l > 1:
-            absW = np.abs(p[f"W{l}"])
-            A_g, M_g = absW.T @ A_delta, absW.T @ M_delta
+            absW_t = np.abs(p[f"W{l}"]).swapaxes(-1, -2)
+            A_g, M_g = absW_t @ A_delta, absW_t @ M_delta
             act = net.activations[l - 2]
             if act.elementwise:
                 f1, f2 = f1s[l - 2], f2s[l - 2]
@@ -628,18 +673,23 @@ def error_budget(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, 
                 a = np.abs(acts[l - 1])
                 A_delta = _abs_jt(a, A_g)
                 # Second-order term: d(J)/dz is bounded by 3|J| entrywise per unit change of z.
-                M_delta = _abs_jt(a, M_g) + 3 * _abs_jt(a, A_g) * np.max(Mz[l - 2], axis=0, keepdims=True)
+                M_delta = _abs_jt(a, M_g) + 3 * _abs_jt(a, A_g) * np.max(Mz[l - 2], axis=-2, keepdims=True)
     _add_penalty(net, p, magnitude)
-    ordered = {k: magnitude[k] for k in net.param_names}
-    kink_units.sort(key=lambda t: t[0])
-    cells = tuple(t[3] for t in kink_units)
-    units = [t[:3] for t in kink_units]
-    reference = None
+    references: list[dict[str, np.ndarray] | None] = [None] * c
     if policy.level != "textbook":
-        reference = error_budget(net, params, X, Y, replace(policy, level="textbook"),
-                                 outside=outside).magnitude
-    return Budget(ordered, Ma[-1], K, units, policy, reference, exact, cells)
+        references = [b.magnitude for b in _budget_stack(net, cases, replace(policy, level="textbook"), outside)]
+    out = []
+    for j in range(c):
+        units = sorted(kink_units[j], key=lambda t: t[0])
+        out.append(Budget({k: magnitude[k][j] for k in net.param_names}, Ma[-1][j], K, [t[:3] for t in units],
+                          policy, references[j], exacts[j], tuple(t[3] for t in units)))
+    return out
 
+
+def _contract(H: np.ndarray, v: np.ndarray) -> np.ndarray:
+    r""":math:`\sum_j H_{ijs} v_{js}` of one case (``einsum``, whose summation order may depend on
+    the operands' shapes: so always called on one case's arrays)."""
+    return np.einsum("ijs,js->is", H, v)
 
 
 def _split_derivative_term(M_g: np.ndarray, A_g: np.ndarray, f1: np.ndarray) -> np.ndarray:
