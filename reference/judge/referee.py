@@ -287,10 +287,11 @@ def referee(
       references: each oracle's result for this case computed beforehand (name -> what the oracle
         table's ``compute`` returned, or the exception it raised), as a caller that evaluates many
         cases together passes them (:func:`~handgrad.reference.oracles.finite_diff.fd_grads_many`);
-        an oracle missing from it is computed here. The report is the same as without.
+        an oracle missing from it is computed here. The report is the same as without. Ignored,
+        like ``budget``, when declared biases change the case.
       budget: this case's :func:`~handgrad.reference.judge.tolerance.error_budget` under ``policy``
         computed beforehand (:func:`~handgrad.reference.judge.tolerance.error_budgets` of many
-        cases: bitwise the same); ignored when declared biases change the case.
+        cases: bitwise the same).
 
     A mismatch is diagnosed (:func:`~handgrad.reference.judge.diagnosis.diagnose`): the likely
     causes that explain it within the budget are ``report.diagnoses``; a certified case costs nothing.
@@ -302,8 +303,8 @@ def referee(
     conv = conventions_of(conventions, grads)
     given = params
     params, keys, bias_note = without_declared_biases(net, params, conv)
-    if params is not given:
-        budget = None  # computed for the case before its declared biases were set to 0
+    if params is not given:  # references and budget computed for the case before its biases were set to 0
+        references, budget = None, None
     dtype = params[net.param_names[0]].dtype
     report = Report(net.describe(), str(dtype), X.shape[1], "certified", reproduce=reproduce)
     if bias_note:
