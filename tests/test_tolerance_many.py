@@ -70,5 +70,17 @@ def test_a_softmax_of_cases_of_one_sample_is_summed_case_by_case() -> None:
     assert [_bits(b) for b in together] == [_bits(error_budget(net, *case)) for case in cases]
 
 
+def test_a_stack_of_cases_of_one_sample_keeps_its_operands_contiguous() -> None:
+    """The output deltas of cases of one sample were a strided view of their stack, and numpy's
+    matrix product took its own loop there (one product after another) instead of BLAS: a last-bit
+    difference from the case alone (scripts/check_batched.py --seed 20261213, #27: 6-6-6-6-6-6
+    under softmax cross-entropy, float32)."""
+    net = hg.Network((6, 6, 6, 6, 6, 6), ["sigmoid", "elu", "elu", "softplus", "tanh"], "softmax_cross_entropy")
+    rng = np.random.default_rng(27)
+    cases = [(net.init(rng), rng.standard_normal((6, 1)), np.eye(6)[:, [int(rng.integers(6))]]) for _ in range(12)]
+    together = error_budgets(net, cases)
+    assert [_bits(b) for b in together] == [_bits(error_budget(net, *case)) for case in cases]
+
+
 def test_an_empty_list_has_no_budgets() -> None:
     assert error_budgets(hg.article_network(), []) == []

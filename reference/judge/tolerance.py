@@ -382,7 +382,9 @@ def _eval_rows(f: Callable, Z: np.ndarray, Y: np.ndarray, shape: tuple[int, ...]
     c, m = Z.shape[0], Z.shape[2]
     rows = out if isinstance(out[0], list) else [out]
     arr = np.array([[_magnitude(v, (c, m)) for v in row] for row in rows])  # (rows, cols, c, m)
-    return np.moveaxis(arr, 2, 0).reshape((c, *shape))
+    # contiguous, as a single case's array: numpy's matrix product takes its own loop (another
+    # summation order than BLAS) for a strided operand, which the moved axis would make it
+    return np.ascontiguousarray(np.moveaxis(arr, 2, 0).reshape((c, *shape)))
 
 
 _NOT_PROVED = math.inf
@@ -643,8 +645,9 @@ def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
         # the rounding of a itself moving dl/da by |d2l/da2| |a| (1 - p cancels when p -> 1).
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             ga_raw, ha_raw = fa(*_rows(_wide(acts[-1])), *_rows(_wide(Y)))
-        ga = np.moveaxis(np.array([_magnitude(v, (c, m)) for v in ga_raw]), 0, 1) / m_div
-        ha = np.moveaxis(np.array([[_magnitude(v, (c, m)) for v in row] for row in ha_raw]), 2, 0) / m_div
+        ga = np.ascontiguousarray(np.moveaxis(np.array([_magnitude(v, (c, m)) for v in ga_raw]), 0, 1)) / m_div
+        ha = np.ascontiguousarray(np.moveaxis(np.array([[_magnitude(v, (c, m)) for v in row] for row in ha_raw]),
+                                              2, 0)) / m_div
         sens = ga + _each(_contract, ha, aL)
         last = net.activations[-1]
         if last.elementwise:
