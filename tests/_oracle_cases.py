@@ -146,3 +146,16 @@ def backprop_from(net: hg.Network, params: dict[str, np.ndarray], cache: Any, de
         if l > 1:
             delta = net.activations[l - 2].backward_unchecked(cache.z[l - 2], cache.a[l - 1], params[f"W{l}"].T @ delta)
     return grads
+
+
+def without_batched_references(monkeypatch: Any) -> None:
+    """For a test that replaces certify's ``referee`` by a recorder: the references and budgets
+    the batched pass computes for the referee before calling it are not computed either (with
+    drawn widths, every architecture would compile JAX for nothing)."""
+    from handgrad.reference.judge import certify as certify_module
+
+    def nothing(net: Any, cases: Any, *_: Any) -> list[None]:
+        return [None] * len(cases)
+
+    for name in ("_fd_many", "_sympy_many", "_jax_many", "error_budgets"):
+        monkeypatch.setattr(certify_module, name, nothing)

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from _oracle_cases import without_batched_references
 from handgrad.reference import CertificationError, build_case, certify_backward, referee
 from handgrad.reference.cases.bug_catalog import Textbook
 from handgrad.reference.cases.spec import LABEL_KINDS, NEAR_SATURATING_BAND, Z_SAFE, CaseSpec, in_domain
@@ -359,6 +360,7 @@ def test_vary_shapes_draws_hidden_widths_past_eight_and_a_square_trap(monkeypatc
         return Report(net.describe(), str(X.dtype), X.shape[1], "certified")
 
     monkeypatch.setattr(certify_module, "referee", recorder)
+    without_batched_references(monkeypatch)
     cert = certify_backward(lambda p, X, Y: p, (2, 3, 3, 1), SIG3, oracles=("jax", "fd"), examples=60,
                             vary_shapes=True)
     assert cert.traps["square layers"] == "certified" and (2, 2, 2, 1) in widths

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from _oracle_cases import without_batched_references
 from handgrad.reference.cases.architecture import Architecture
 from handgrad.reference.cases.pools import activation_pool, loss_pool
 from handgrad.reference.cases.strategies import CaseSpec, architectures, case_specs
@@ -57,6 +58,7 @@ def _recorded_batches(monkeypatch: pytest.MonkeyPatch, **kwargs) -> Counter:
 
     monkeypatch.setattr(certify_module, "referee", recorder)
     monkeypatch.setattr(scale_module, "scale_referee", recorder)  # nets above SCALE_MIN_PARAMS
+    without_batched_references(monkeypatch)
     cert = certify_module.certify_backward(lambda p, X, Y: p, oracles=("jax", "fd"), **kwargs)
     assert cert.cases == sum(seen.values())
     return seen
