@@ -384,7 +384,7 @@ def _eval_rows(f: Callable, Z: np.ndarray, Y: np.ndarray, shape: tuple[int, ...]
     arr = np.array([[_magnitude(v, (c, m)) for v in row] for row in rows])  # (rows, cols, c, m)
     # contiguous, as a single case's array: numpy's matrix product takes its own loop (another
     # summation order than BLAS) for a strided operand, which the moved axis would make it
-    return np.ascontiguousarray(np.moveaxis(arr, 2, 0).reshape((c, *shape)))
+    return np.ascontiguousarray(arr.transpose(2, 0, 1, 3).reshape((c, *shape)))
 
 
 _NOT_PROVED = math.inf
@@ -550,12 +550,17 @@ def error_budgets(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
 def _rows(x: np.ndarray) -> list[np.ndarray]:
     """The rows of a stack ``(c, n, m)`` as n arrays ``(c, m)``: a lambdified per-sample form's
     arguments (one per unit), every case at once."""
-    return list(np.moveaxis(x, 1, 0))
+    return [x[:, i] for i in range(x.shape[1])]
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.stack``; one array as a view (a stack of one case costs no copy)."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
 def _each(f: Callable[..., np.ndarray], *stacks: np.ndarray) -> np.ndarray:
     """``f`` on each case's slices (contiguous, as a single case's arrays), stacked again."""
-    return np.stack([f(*(np.ascontiguousarray(x[j]) for x in stacks)) for j in range(stacks[0].shape[0])])
+    return _stack([f(*(np.ascontiguousarray(x[j]) for x in stacks)) for j in range(stacks[0].shape[0])])
 
 
 def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray, np.ndarray]],
@@ -564,9 +569,9 @@ def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
     hand_dtype = np.asarray(cases[0][0][net.param_names[0]]).dtype
     u_pair = (unit_roundoff(hand_dtype) if hand_dtype.kind == "f" else U64) + U64
     c = len(cases)
-    p = {k: np.stack([np.asarray(params[k], dtype=np.float64) for params, _, _ in cases]) for k in cases[0][0]}
-    X = np.stack([np.asarray(Xc, dtype=np.float64) for _, Xc, _ in cases])
-    Y = np.stack([np.asarray(Yc, dtype=np.float64) for _, _, Yc in cases])
+    p = {k: _stack([np.asarray(params[k], dtype=np.float64) for params, _, _ in cases]) for k in cases[0][0]}
+    X = _stack([np.asarray(Xc, dtype=np.float64) for _, Xc, _ in cases])
+    Y = _stack([np.asarray(Yc, dtype=np.float64) for _, _, Yc in cases])
     L, m = net.depth, X.shape[2]
     K = policy.path_constant(net.sizes, m)
 
@@ -645,9 +650,9 @@ def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
         # the rounding of a itself moving dl/da by |d2l/da2| |a| (1 - p cancels when p -> 1).
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             ga_raw, ha_raw = fa(*_rows(_wide(acts[-1])), *_rows(_wide(Y)))
-        ga = np.ascontiguousarray(np.moveaxis(np.array([_magnitude(v, (c, m)) for v in ga_raw]), 0, 1)) / m_div
-        ha = np.ascontiguousarray(np.moveaxis(np.array([[_magnitude(v, (c, m)) for v in row] for row in ha_raw]),
-                                              2, 0)) / m_div
+        ga = np.ascontiguousarray(np.array([_magnitude(v, (c, m)) for v in ga_raw]).transpose(1, 0, 2)) / m_div
+        ha = np.ascontiguousarray(np.array([[_magnitude(v, (c, m)) for v in row] for row in ha_raw]
+                                           ).transpose(2, 0, 1, 3)) / m_div
         sens = ga + _each(_contract, ha, aL)
         last = net.activations[-1]
         if last.elementwise:
