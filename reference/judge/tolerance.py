@@ -40,6 +40,7 @@ __all__ = [
     "budget_against_exact",
     "TolerancePolicy",
     "error_budget",
+    "error_budgets",
     "prediction_in_domain",
     "resolve_policy",
     "unit_roundoff",
