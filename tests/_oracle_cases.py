@@ -112,6 +112,22 @@ def arch_id(arch: tuple) -> str:
     return "-".join(map(str, sizes)) + "-" + "-".join(acts) + f"-{loss}" + ("" if fuse else "-unfused")
 
 
+BATCHED_ARCHS = [
+    ((2, 3, 3, 1), ("sigmoid", "sigmoid", "sigmoid"), "squared_error", True),
+    ((3, 4, 2), ("tanh", "sigmoid"), "bce", True),
+    ((3, 4, 2), ("tanh", "sigmoid"), "bce", False),
+    ((3, 5, 3), ("tanh", "softmax"), "cross_entropy", True),
+    ((3, 5, 3), ("sigmoid", "softmax"), "cross_entropy", False),
+    ((3, 9, 4), ("softmax", "tanh"), "squared_error", True),
+    ((4, 4, 4, 2), ("softplus", "gelu", "identity"), "squared_error", True),
+    ((2, 3, 2), ("relu", "sigmoid"), "squared_error", True),  # a kink: central differences, case by case
+    ((3, 6, 5, 4, 2), ("elu", "silu", "leaky_relu", "sigmoid"), "bce", True),
+]
+"""Architectures on which the batched oracles and budgets (``fd_grads_many``, ``jax_grads_many``,
+``error_budgets``) are held to each case alone: fused and unfused, a softmax hidden and at the
+output, a kink, a deep net."""
+
+
 def design_cases(arch: tuple, seed: int, batch_sizes: tuple[int, ...], count: int = 24,
                  ) -> tuple[hg.Network, list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]]:
     """``count`` seeded case-design draws of ``arch`` (every scale, label family, X scale, exact

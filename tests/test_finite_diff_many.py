@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _oracle_cases import arch_id, design_cases
+from _oracle_cases import BATCHED_ARCHS, arch_id, design_cases
 from handgrad.reference.cases.spec import CaseSpec, build_case
 from handgrad.reference.oracles.finite_diff import FDResult, fd_grads_many, fd_grads_unchecked
 
 import handgrad as hg
 
-ARCHS = [
-    ((2, 3, 3, 1), ("sigmoid", "sigmoid", "sigmoid"), "squared_error", True),
-    ((3, 4, 2), ("tanh", "sigmoid"), "bce", True),
-    ((3, 4, 2), ("tanh", "sigmoid"), "bce", False),
-    ((3, 5, 3), ("tanh", "softmax"), "cross_entropy", True),
-    ((3, 5, 3), ("sigmoid", "softmax"), "cross_entropy", False),
-    ((4, 4, 4, 2), ("softplus", "gelu", "identity"), "squared_error", True),
-    ((2, 3, 2), ("relu", "sigmoid"), "squared_error", True),  # a kink: central differences, case by case
-]
+ARCHS = BATCHED_ARCHS
 
 
 def _same(a: FDResult | Exception, b: FDResult | Exception) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _oracle_cases import arch_id, design_cases, within
+from _oracle_cases import BATCHED_ARCHS, arch_id, design_cases, within
 from handgrad.reference.cases.spec import CaseSpec, build_case
 from handgrad.reference.judge.tolerance import error_budget
 from handgrad.reference.oracles.inputs import NonFiniteError, OracleRangeError
@@ -15,15 +15,7 @@ from handgrad.reference.oracles.jax_oracle import STACK, get_jax_oracle, jax_gra
 
 import handgrad as hg
 
-ARCHS = [
-    ((2, 3, 3, 1), ("sigmoid", "sigmoid", "sigmoid"), "squared_error", True),
-    ((3, 4, 2), ("tanh", "sigmoid"), "bce", False),
-    ((3, 5, 3), ("sigmoid", "softmax"), "cross_entropy", True),
-    ((3, 5, 3), ("tanh", "softmax"), "cross_entropy", False),
-    ((4, 4, 4, 2), ("softplus", "gelu", "identity"), "squared_error", True),
-    ((2, 3, 2), ("relu", "sigmoid"), "squared_error", True),
-    ((3, 6, 5, 4, 2), ("elu", "silu", "leaky_relu", "sigmoid"), "bce", True),
-]
+ARCHS = BATCHED_ARCHS
 
 
 def _bits(result: object) -> object:

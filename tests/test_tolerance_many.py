@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _oracle_cases import arch_id, design_cases
+from _oracle_cases import BATCHED_ARCHS, arch_id, design_cases
 from handgrad.reference.judge.tolerance import STRICT_POLICY, Budget, error_budget, error_budgets
 
 import handgrad as hg
 
-ARCHS = [
-    ((2, 3, 3, 1), ("sigmoid", "sigmoid", "sigmoid"), "squared_error", True),
-    ((3, 4, 2), ("tanh", "sigmoid"), "bce", False),
-    ((3, 5, 3), ("sigmoid", "softmax"), "cross_entropy", True),
-    ((3, 5, 3), ("tanh", "softmax"), "cross_entropy", False),
-    ((3, 9, 4), ("softmax", "tanh"), "squared_error", True),
-    ((4, 4, 4, 2), ("softplus", "gelu", "identity"), "squared_error", True),
-    ((2, 3, 2), ("relu", "sigmoid"), "squared_error", True),
-    ((3, 6, 5, 4, 2), ("elu", "silu", "leaky_relu", "sigmoid"), "bce", True),
-]
+ARCHS = BATCHED_ARCHS
 
 
 def _bits(b: Budget) -> tuple:

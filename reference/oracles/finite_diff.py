@@ -257,14 +257,22 @@ def _centre(arch: _Arch, flat: list[np.ndarray], X: np.ndarray,
             xs.append(_lift(definition(zs[-1], _BOUNDED_OPS)))
         per = _per_sample(arch, zs[-1], xs[-1], _Bounded(Y), _BOUNDED_OPS, X.shape[1])
     except (TypeError, AttributeError) as exc:
-        raise TypeError(
-            f"finite differences: a definition of {arch.label} could not be evaluated by the rounding-error "
-            f"tracker ({exc}); definitions must use only + - * / ** and the ops functions "
-            f"(exp, log, log1p, expm1, tanh, erf, erfc, sqrt, where, colsum)"
-        ) from exc
+        raise _untrackable(arch, exc) from exc
     mean, bound = _mean(per, 1, X.shape[1], arch.batch_sum)
     assert bound is not None
     return zs, xs, float(mean[0]), float(bound[0])
+
+
+def _untrackable(arch: _Arch, exc: Exception) -> TypeError:
+    return TypeError(
+        f"finite differences: a definition of {arch.label} could not be evaluated by the rounding-error "
+        f"tracker ({exc}); definitions must use only + - * / ** and the ops functions "
+        f"(exp, log, log1p, expm1, tanh, erf, erfc, sqrt, where, colsum)")
+
+
+def _loss_overflow(arch: _Arch, loss: float) -> NonFiniteError:
+    return NonFiniteError(f"finite differences: the loss of {arch.label} is {loss!r} at the given params "
+                          f"(a shared definition overflowed in float64; exp of more than ~709.78)")
 
 
 def _prepare(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray,
@@ -279,8 +287,7 @@ def _centre_checked(arch: _Arch, flat: list[np.ndarray], X: np.ndarray,
     with np.errstate(all="ignore"):
         out = _centre(arch, flat, X, Y)
     if not math.isfinite(out[2]):
-        raise NonFiniteError(f"finite differences: the loss of {arch.label} is {out[2]!r} at the given params "
-                             f"(a shared definition overflowed in float64; exp of more than ~709.78)")
+        raise _loss_overflow(arch, out[2])
     return out
 
 
@@ -758,18 +765,12 @@ def _centre_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], np.ndarray
                 means.append(_mean(block, c, m, arch.batch_sum)[0])
                 lo += c * m
     except (TypeError, AttributeError) as exc:
-        raise TypeError(
-            f"finite differences: a definition of {arch.label} could not be evaluated by the rounding-error "
-            f"tracker ({exc}); definitions must use only + - * / ** and the ops functions "
-            f"(exp, log, log1p, expm1, tanh, erf, erfc, sqrt, where, colsum)"
-        ) from exc
+        raise _untrackable(arch, exc) from exc
     for gi, members in enumerate(by_m.values()):
         for j, i in enumerate(members):
             mean = float(means[gi][j])
             if not math.isfinite(mean):
-                out[i] = NonFiniteError(
-                    f"finite differences: the loss of {arch.label} is {mean!r} at the given params "
-                    f"(a shared definition overflowed in float64; exp of more than ~709.78)")
+                out[i] = _loss_overflow(arch, mean)
                 continue
             out[i] = ([_Bounded(z.v[j], z.e[j]) for z in zs[gi]], [_Bounded(x.v[j], x.e[j]) for x in xs[gi]])
     return out  # type: ignore[return-value]
