@@ -679,8 +679,10 @@ class _Runner:
         if net.n_params > SCALE_MIN_PARAMS and {"jax", "fd"} <= set(self.oracles):
             return scale_referee(net, params, X, Y, self.backward, policy=self.policy, seed=spec.numpy_seed,
                                  reproduce=spec.reproduce(self.dt), nondeterminism_tolerance=self.tol)
-        # JAX from the stacked executable, as in the batched pass: the same bits either way.
-        references = {"jax": _jax_many(net, [(params, X, Y)])[0]} if "jax" in self.oracles else None
+        # JAX from the stacked executable, as in the batched pass: the same bits either way (a
+        # larger net, decided here when the oracles lack JAX or FD, asks the one-case executable).
+        stacked = "jax" in self.oracles and _jax_stacked(net)
+        references = {"jax": _jax_many(net, [(params, X, Y)])[0]} if stacked else None
         return referee(net, params, X, Y, self.backward, oracles=self.oracles, policy=self.policy,
                        reproduce=spec.reproduce(self.dt), seed=spec.numpy_seed, nondeterminism_tolerance=self.tol,
                        references=references)
@@ -759,7 +761,7 @@ class _BatchedRunner(_Runner):
                 if net.n_params > SCALE_MIN_PARAMS:
                     continue  # the scale path decides these, case by case
                 for name, many in (("fd", _fd_many), ("sympy", _sympy_many), ("jax", _jax_many)):
-                    if name in self.oracles:
+                    if name in self.oracles and (name != "jax" or _jax_stacked(net)):
                         for i, result in zip(members, many(net, cases), strict=True):
                             references[i][name] = result
                 for i, budget in zip(members, error_budgets(net, cases, self.policy), strict=True):
@@ -792,20 +794,19 @@ def _fd_many(net: hg.Network, cases: Sequence[Any]) -> list[Any]:
     return fd_grads_many(net, cases)
 
 
-def _jax_many(net: hg.Network, cases: Sequence[Any]) -> list[Any]:
-    """JAX's gradients of each case (or the error declining it): the stacked executable for a
-    small net, whose bits do not depend on the batch; the one-case executable above that."""
-    from ..oracles.jax_oracle import SMALL_NET_PARAMS, jax_grads_many, jax_grads_unchecked
+def _jax_stacked(net: hg.Network) -> bool:
+    """Whether the runners ask JAX's stacked executable for ``net`` (both runners alike)."""
+    from ..oracles.jax_oracle import SMALL_NET_PARAMS
 
-    if net.n_params <= SMALL_NET_PARAMS:
-        return jax_grads_many(net, cases)
-    out: list[Any] = []
-    for params, X, Y in cases:
-        try:
-            out.append(jax_grads_unchecked(net, params, X, Y))
-        except (ValueError, ArithmeticError) as exc:
-            out.append(exc)
-    return out
+    return net.n_params <= SMALL_NET_PARAMS
+
+
+def _jax_many(net: hg.Network, cases: Sequence[Any]) -> list[Any]:
+    """JAX's gradients of each case, or the error declining it, from the stacked executable
+    (:func:`_jax_stacked` nets), whose bits do not depend on the batch."""
+    from ..oracles.jax_oracle import jax_grads_many
+
+    return jax_grads_many(net, cases)
 
 
 def _sympy_many(net: hg.Network, cases: Sequence[Any]) -> list[Any]:

@@ -581,7 +581,7 @@ def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
     f1s: list[np.ndarray | None] = []
     f2s: list[np.ndarray | None] = []
     kink_units: list[list[tuple[float, int | None, str, tuple[int, int, int]]]] = [[] for _ in range(c)]
-    exacts = [_ExactForward(net, {k: v[j] for k, v in p.items()}, X[j], [z[j] for z in zs]) for j in range(c)]
+    exacts = [_ExactForward(net, {k: v[j] for k, v in p.items()}, X[j], []) for j in range(c)]  # zs appended below
     for l, act in enumerate(net.activations, start=1):
         W, B = p[f"W{l}"], p[f"B{l}"]
         z = W @ acts[-1] + B

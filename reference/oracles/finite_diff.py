@@ -332,13 +332,18 @@ def _layer_elements(flat: list[np.ndarray], x_in: _Bounded,
     value. W elements first (row-major), then B."""
     W, B = flat[2 * l], flat[2 * l + 1]
     n_out, n_in = W.shape
-    cols = np.tile(np.arange(n_in), n_out)
-    rows = np.concatenate([np.repeat(np.arange(n_out), n_in), np.arange(n_out)])
+    rows, cols = _element_index(n_out, n_in)
     ones = np.ones((n_out, x_in.v.shape[1]))
     directions = np.concatenate([x_in.v[cols], ones])
     direction_err = np.concatenate([x_in.e[cols], 0 * ones])
     values = np.concatenate([W.ravel(), B.ravel()])
     return rows, directions, direction_err, values
+
+
+def _element_index(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each element's row in z (W row-major, then B) and, for a W element, its input column."""
+    return (np.concatenate([np.repeat(np.arange(n_out), n_in), np.arange(n_out)]),
+            np.tile(np.arange(n_in), n_out))
 
 
 def _tile(x: np.ndarray, Q: int, dtype: type) -> np.ndarray:
@@ -752,17 +757,15 @@ def _centre_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], np.ndarray
                     W = np.stack([flat[2 * l] for flat, _, _ in g])
                     B = np.stack([flat[2 * l + 1] for flat, _, _ in g])
                     zs[gi].append(_affine(W, B, xs[gi][-1]))
-                a = _lift(definition(_together_real([z[-1] for z in zs]), _BOUNDED_OPS))
-                for gi, part in enumerate(_apart_real(a, sizes)):
+                a = _lift(definition(_together([z[-1] for z in zs]), _BOUNDED_OPS))
+                for gi, part in enumerate(_apart(a, sizes)):
                     xs[gi].append(part)
             Y = _Bounded(np.concatenate([_side(np.stack([Yc for _, _, Yc in g])) for g in groups], axis=1))
-            per = _per_sample(arch, _together_real([z[-1] for z in zs]), _together_real([x[-1] for x in xs]),
+            per = _per_sample(arch, _together([z[-1] for z in zs]), _together([x[-1] for x in xs]),
                               Y, _BOUNDED_OPS, sum(c * m for c, m in sizes))
             means, lo = [], 0
             for c, m in sizes:
-                span = slice(lo, lo + c * m)
-                block = _Bounded(np.ascontiguousarray(per.v[:, span]), np.ascontiguousarray(per.e[:, span]))
-                means.append(_mean(block, c, m, arch.batch_sum)[0])
+                means.append(_mean(_block(per, lo, lo + c * m), c, m, arch.batch_sum)[0])
                 lo += c * m
     except (TypeError, AttributeError) as exc:
         raise _untrackable(arch, exc) from exc
@@ -776,23 +779,14 @@ def _centre_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], np.ndarray
     return out  # type: ignore[return-value]
 
 
-def _together_real(parts: Sequence[_Bounded]) -> _Bounded:
-    return _Bounded(np.concatenate([_side(p.v) for p in parts], axis=1),
-                    np.concatenate([_side(p.e) for p in parts], axis=1))
+def _arrays(x: Value) -> tuple[np.ndarray, ...]:
+    """A bounded value's arrays, in its constructor's order."""
+    return (x.v, x.er, x.ei) if isinstance(x, _CBounded) else (x.v, x.e)
 
 
-def _apart_real(x: _Bounded, sizes: Sequence[tuple[int, int]]) -> list[_Bounded]:
-    out, lo = [], 0
-    for c, m in sizes:
-        out.append(_Bounded(_unside(x.v[:, lo:lo + c * m], c), _unside(x.e[:, lo:lo + c * m], c)))
-        lo += c * m
-    return out
-
-
-def _block(x: _CBounded, lo: int, hi: int) -> _CBounded:
+def _block(x: Value, lo: int, hi: int) -> Value:
     """Columns ``lo:hi`` as contiguous arrays: one case's columns laid out as its own call has them."""
-    return _CBounded(np.ascontiguousarray(x.v[:, lo:hi]), np.ascontiguousarray(x.er[:, lo:hi]),
-                     np.ascontiguousarray(x.ei[:, lo:hi]))
+    return type(x)(*(np.ascontiguousarray(a[:, lo:hi]) for a in _arrays(x)))
 
 
 def _complex_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], list[_Bounded], list[_Bounded], np.ndarray]],
@@ -824,8 +818,7 @@ def _complex_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], list[_Bou
             n, n_in = arch.sizes[l + 1], arch.sizes[l]
             Q = n * (n_in + 1)
             qi = np.arange(Q)
-            cols = np.tile(np.arange(n_in), n)
-            rows = np.concatenate([np.repeat(np.arange(n), n_in), np.arange(n)])
+            rows, cols = _element_index(n, n_in)
             step = np.full((Q, 1), 1j * h)
             tiles = []  # per group: z, its error bounds, the moved rows' values and bounds
             for g, (c, m) in zip(groups, sizes, strict=True):
@@ -860,10 +853,10 @@ def _complex_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], list[_Bou
                                              aei.reshape(c, n, Q * m)))
                     lo += c * m
             else:
-                a_parts = _apart(arch.definitions[l](_together(z_parts), ops), sizes)
+                a_parts = _apart(_clift(arch.definitions[l](_together(z_parts), ops)), sizes)
             for k in range(l + 1, depth):
                 z_parts = [_affine(W[k], B[k], a) for W, B, a in zip(Ws, Bs, a_parts, strict=True)]
-                a_parts = _apart(arch.definitions[k](_together(z_parts), ops), sizes)
+                a_parts = _apart(_clift(arch.definitions[k](_together(z_parts), ops)), sizes)
             Yw = _CBounded(np.concatenate([_side(np.tile(Y, (1, 1, Q))) for Y in Ys], axis=1))
             total = sum(c * m for c, m in sizes) * Q
             per = _per_sample(arch, _together(z_parts), _together(a_parts), Yw, ops, total)
@@ -906,22 +899,19 @@ def _unside(x: np.ndarray, c: int) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(n, c, -1).transpose(1, 0, 2))
 
 
-def _together(parts: Sequence[_CBounded]) -> _CBounded:
+def _together(parts: Sequence[Value]) -> Value:
     """The groups' stacks side by side: one ``(n, columns)`` value of every case."""
-    return _CBounded(np.concatenate([_side(p.v) for p in parts], axis=1),
-                     np.concatenate([_side(p.er) for p in parts], axis=1),
-                     np.concatenate([_side(p.ei) for p in parts], axis=1))
+    return type(parts[0])(*(np.concatenate([_side(a) for a in arrays], axis=1)
+                            for arrays in zip(*(_arrays(p) for p in parts), strict=True)))
 
 
-def _apart(x: Any, sizes: Sequence[tuple[int, int]]) -> list[_CBounded]:
+def _apart(x: Value, sizes: Sequence[tuple[int, int]]) -> list[Value]:
     """:func:`_together` undone: each group's contiguous stack."""
-    x = _clift(x)
-    q = x.v.shape[1] // sum(c * m for c, m in sizes)  # columns per sample (the perturbations)
+    q = x.v.shape[1] // sum(c * m for c, m in sizes)  # columns per sample (the perturbations; 1 at the centre)
     out, lo = [], 0
     for c, m in sizes:
         width = q * c * m
-        span = slice(lo, lo + width)
-        out.append(_CBounded(_unside(x.v[:, span], c), _unside(x.er[:, span], c), _unside(x.ei[:, span], c)))
+        out.append(type(x)(*(_unside(a[:, lo:lo + width], c) for a in _arrays(x))))
         lo += width
     return out
 
