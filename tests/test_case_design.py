@@ -248,6 +248,28 @@ def test_np_random_is_seeded_per_case_and_restored() -> None:
     assert np.array_equal(np.random.get_state()[1], before)
 
 
+def test_the_first_referee_in_a_process_leaves_np_random_as_it_found_it() -> None:
+    # Importing JAX draws from np.random's global state; the referee's first case in a process
+    # imports it (the oracle table loads lazily). In a fresh interpreter, so that JAX is not
+    # imported yet, as in a user's first call.
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from handgrad.reference import build_case, referee\n"
+            "from handgrad.reference.cases.bug_catalog import Textbook\n"
+            "from handgrad.reference.cases.spec import CaseSpec\n"
+            "spec = CaseSpec((2, 3, 3, 1), ('sigmoid',) * 3, 'squared_error', True, 3, 'unit', 5)\n"
+            "case = build_case(spec)\n"
+            "import sys; assert 'jax' not in sys.modules\n"
+            "np.random.seed(123); before = np.random.get_state()[1].copy()\n"
+            "assert referee(*case, Textbook(['sigmoid'] * 3), seed=spec.numpy_seed).ok\n"
+            "assert 'jax' in sys.modules\n"
+            "assert np.array_equal(np.random.get_state()[1], before), 'np.random changed'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_in_place_modification_is_noted_not_failed() -> None:
     def mutates(params, X, Y):
         g = Textbook(SIG3)(params, X, Y)

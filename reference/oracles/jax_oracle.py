@@ -86,7 +86,7 @@ from .inputs import (
     check_network,
     first_nonfinite,
 )
-from .ops import jax_ops
+from .ops import import_jax, jax_ops
 
 FOLLOWS_DECLARED_LOSS = True  # Note [Declared loss] (judge/conventions.py): reduction and penalty followed
 
@@ -168,7 +168,7 @@ def quotient_of_exponentials(fn: Callable[..., Any], *shapes: tuple[int, ...]) -
     """Whether ``fn`` (traced on zero arrays of ``shapes``) both exponentiates and divides or
     takes a negative power: then JAX's derivative of it loses terms once :math:`|z|` passes
     :data:`EXP_SQUARE_LIMIT` (see the module docstring)."""
-    import jax
+    jax = import_jax()
     import jax.numpy as jnp
 
     closed = jax.make_jaxpr(fn)(*(jnp.zeros(s) for s in shapes))
@@ -208,8 +208,7 @@ class JaxOracle:
     def __init__(self, net: Network) -> None:
         self._net = check_network(net, "JaxOracle")
         self._min_bucket = SMALL_NET_BUCKET if net.n_params <= SMALL_NET_PARAMS else MIN_BUCKET
-        import jax
-
+        jax = import_jax()
         ops = jax_ops()  # enables float64 before any array is created
         import jax.numpy as jnp
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MPMATH_OPS", "SYMPY_OPS", "SympyOps", "jax_ops"]
+__all__ = ["MPMATH_OPS", "SYMPY_OPS", "SympyOps", "import_jax", "jax_ops"]
 
 
 def _lift(f: Any) -> Any:
@@ -69,12 +69,29 @@ class SympyOps:
 
 
 
+def import_jax() -> Any:
+    """``import jax``, leaving ``np.random``'s global state as it found it: the first import of
+    JAX draws from it, and the referee promises a caller's global state back after a case (it was
+    found by ``tests/test_case_design.py::test_np_random_is_seeded_per_case_and_restored`` run alone,
+    as the first use of JAX in a process)."""
+    import sys
+
+    if "jax" not in sys.modules:
+        state = np.random.get_state()
+        try:
+            import jax
+        finally:
+            np.random.set_state(state)
+    import jax
+
+    return jax
+
+
 class _JaxOps:
     pi = math.pi
 
     def __init__(self) -> None:
-        import jax
-
+        jax = import_jax()
         jax.config.update("jax_enable_x64", True)
         import jax.numpy as jnp
         import jax.scipy.special as jsp
