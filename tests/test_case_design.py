@@ -270,6 +270,48 @@ def test_the_first_referee_in_a_process_leaves_np_random_as_it_found_it() -> Non
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_a_held_random_state_gives_each_call_the_same_draws_and_is_restored_once() -> None:
+    # Inside random_state_held a seeded backward skips its own save and restore: its draws must be
+    # those of an unheld referee, the state must be back as it was after the block, also when the
+    # block raises, and a referee inside must not restore it early.
+    from handgrad.reference.judge.referee import random_state_held
+
+    seen: list[float] = []
+
+    def draws(params, X, Y):
+        seen.append(float(np.random.random()))
+        return Textbook(SIG3)(params, X, Y)
+
+    spec = CaseSpec((2, 3, 3, 1), tuple(SIG3), "squared_error", True, 3, "unit", 5)
+    case = build_case(spec)
+    referee(*case, draws, seed=spec.numpy_seed)
+    np.random.seed(321)
+    before = np.random.get_state()[1].copy()
+    with random_state_held():
+        referee(*case, draws, seed=spec.numpy_seed)
+        assert not np.array_equal(np.random.get_state()[1], before)  # the holder restores, not the referee
+    assert seen[2:] == seen[:2]
+    assert np.array_equal(np.random.get_state()[1], before)
+    with pytest.raises(RuntimeError), random_state_held():
+        np.random.random(700)
+        raise RuntimeError
+    assert np.array_equal(np.random.get_state()[1], before)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_certify_backward_leaves_np_random_as_it_found_it(batched: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    def draws(params, X, Y):
+        np.random.random(3)
+        return Textbook(SIG3)(params, X, Y)
+
+    if not batched:
+        monkeypatch.setattr(certify_module, "BATCH_MAX_SECONDS", -1.0)
+    np.random.seed(99)
+    before = np.random.get_state()[1].copy()
+    assert certify_backward(draws, (2, 3, 3, 1), SIG3, examples=6).ok
+    assert np.array_equal(np.random.get_state()[1], before)
+
+
 def test_in_place_modification_is_noted_not_failed() -> None:
     def mutates(params, X, Y):
         g = Textbook(SIG3)(params, X, Y)

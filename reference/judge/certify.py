@@ -42,7 +42,7 @@ from ..cases.architecture import Architecture
 from ..cases.spec import SCALES, CaseSpec, build_case, in_domain, label_kinds
 from ..cases.traps import trap_seed, trap_specs
 from ..oracles.table import ORACLES, check_oracles
-from .referee import Backward, referee
+from .referee import Backward, random_state_held, referee
 from .reports import Certificate, Report
 from .scale import SCALE_MIN_PARAMS, LongRunWarning
 from .tolerance import DEFAULT_POLICY, Budget, TolerancePolicy, error_budgets
@@ -252,17 +252,20 @@ def certify_backward(
                            quorum=float(quorum))
         runner = runner_class(backward, cert, dt, oracles, policy, nondeterminism_tolerance, progress)
         runner.total = len(traps) + examples
-        try:
-            for i, spec in enumerate(traps):
-                runner.trap(spec, i, seed)
-            if isinstance(runner, _BatchedRunner):
-                runner.settle()  # the last traps, before anything is drawn: a bug there costs no draws
-            runner.random(arch, max_width if vary_shapes else None, examples, min_batch, max_batch, scales,
-                          kinds, seed)
-            if isinstance(runner, _BatchedRunner):
-                runner.settle()
-        except _Failed as exc:
-            cert.failure = exc.report
+        # np.random's global state saved once for the run, not twice a case (the backward's calls
+        # are seeded as ever; the caller finds the state it left).
+        with random_state_held():
+            try:
+                for i, spec in enumerate(traps):
+                    runner.trap(spec, i, seed)
+                if isinstance(runner, _BatchedRunner):
+                    runner.settle()  # the last traps, before anything is drawn: a bug there costs no draws
+                runner.random(arch, max_width if vary_shapes else None, examples, min_batch, max_batch, scales,
+                              kinds, seed)
+                if isinstance(runner, _BatchedRunner):
+                    runner.settle()
+            except _Failed as exc:
+                cert.failure = exc.report
         return cert
 
     # Batches for a short run; case by case for a long one (progress per case) and whenever the
