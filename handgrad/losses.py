@@ -109,6 +109,8 @@ class Loss:
     def check_target(self, y: np.ndarray, name: str = "Y") -> None:
         """Raise ``ValueError`` if labels lie outside ``target_range``."""
         lo, hi = self.target_range
+        if lo == -math.inf and hi == math.inf:
+            return  # no value lies outside (a NaN fails neither comparison below either)
         if y.size and (np.min(y) < lo or np.max(y) > hi):
             raise ValueError(
                 f"{name} must lie in [{lo}, {hi}] for loss {self.name!r}; got values in "

@@ -66,7 +66,7 @@ def check_array(
             f"{name} has dtype {x.dtype}; expected float32 or float64 "
             f"(convert explicitly, e.g. {name}.astype(numpy.float64))"
         )
-    if finite and x.size and not np.all(np.isfinite(x)):
+    if finite and x.size and not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(
             f"{name} contains a non-finite value ({x[tuple(bad)]!r} at index {tuple(int(i) for i in bad)})"
