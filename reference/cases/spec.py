@@ -307,7 +307,11 @@ def build_case(spec: CaseSpec, dtype: str | type = "float64",
     net = spec.network()
     rng = np.random.default_rng(spec.seed)
     s = SCALES[spec.scale]
-    params = net.init(rng, weight_scale=None, bias_scale=0.0)
+    # The historical draw first consumed a net.init(rng) it then replaced: the same normals, drawn
+    # and dropped in one call (a Generator fills any size one normal after another, so its stream
+    # is where net.init left it; tests/test_case_design.py holds it).
+    rng.standard_normal(net.n_params)
+    params: Params = {}
     for l in range(1, net.depth + 1):
         n_in = net.sizes[l - 1]
         params[f"W{l}"] = rng.standard_normal(net.param_shapes[f"W{l}"]) * (s / np.sqrt(n_in))
