@@ -52,7 +52,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -167,17 +167,31 @@ def _compare_tensors(pair: str | Sequence[str], keys: Sequence[str], hands: Sequ
     ref = np.concatenate([np.asarray(refs[i]).reshape(-1) for i in full]).astype(np.float64, copy=False)
     budget = np.concatenate([(b if b.shape == shapes[i] else np.broadcast_to(b, shapes[i])).reshape(-1)
                              for i in full for b in (np.asarray(budgets[i]),)])
+    ok = None
+    if ok_masks is not None and any(ok_masks[i] is not None for i in full):
+        ok = np.concatenate([np.zeros(sizes[i], dtype=bool) if ok_masks[i] is None
+                             else np.asarray(ok_masks[i]).reshape(-1) for i in full])
+    for i, result in zip(full, _compare_laid([pairs[i] for i in full], [keys[i] for i in full],
+                                             [shapes[i] for i in full], hand64, ref, budget, ok), strict=True):
+        out[i] = result
+    return out
+
+
+def _compare_laid(pairs: Sequence[str], keys: Sequence[str], shapes: Sequence[tuple[int, ...]], hand64: np.ndarray,
+                  ref: np.ndarray, budget: np.ndarray, ok: np.ndarray | None,
+                  ) -> list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]]:
+    """The body of :func:`_compare_tensors`: its operands already laid end to end (float64 hand and
+    reference, the budget, the elements decided at a kink or None), tensor i of ``shapes`` (none
+    empty) the i-th segment."""
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(hand64 - ref)
     diff = np.where(np.isfinite(diff), diff, np.inf)
     ratio = diff / budget
-    if ok_masks is not None and any(ok_masks[i] is not None for i in full):
-        ok = np.concatenate([np.zeros(sizes[i], dtype=bool) if ok_masks[i] is None
-                             else np.asarray(ok_masks[i]).reshape(-1) for i in full])
+    if ok is not None:
         ratio = np.where(ok, 0.0, ratio)
         diff = np.where(ok, 0.0, diff)
     bad = ratio > 1.0
-    lengths = [sizes[i] for i in full]
+    lengths = [math.prod(sh) for sh in shapes]
     starts = np.cumsum([0, *lengths[:-1]])
     ratio_max = np.maximum.reduceat(ratio, starts)
     rep = np.repeat(ratio_max, lengths)
@@ -185,17 +199,18 @@ def _compare_tensors(pair: str | Sequence[str], keys: Sequence[str], hands: Sequ
     first = (hits[np.searchsorted(hits, starts)] - starts).tolist()
     n_bad = np.add.reduceat(bad, starts, dtype=np.intp).tolist()
     tiny = float(np.finfo(np.float64).tiny)
-    for i, start, i_worst, r_max, d_max, a_max, nb in zip(
-            full, starts.tolist(), first, ratio_max.tolist(), np.maximum.reduceat(diff, starts).tolist(),
-            np.maximum.reduceat(np.abs(ref), starts).tolist(), n_bad, strict=True):
-        shape = shapes[i]
+    out = []
+    for pair, key, shape, size, start, i_worst, r_max, d_max, a_max, nb in zip(
+            pairs, keys, shapes, lengths, starts.tolist(), first, ratio_max.tolist(),
+            np.maximum.reduceat(diff, starts).tolist(), np.maximum.reduceat(np.abs(ref), starts).tolist(), n_bad,
+            strict=True):
         worst = divmod(i_worst, shape[1]) if len(shape) == 2 else _unravel(i_worst, shape)
         # Relative error of the tensor: the largest difference over its largest reference entry (an
         # elementwise ratio is meaningless where the true gradient is ~0, as in saturated units).
         # Python float division: correctly rounded, inf on overflow, no warning.
-        check = TensorCheck(pair=pairs[i], tensor=keys[i], max_abs=d_max, max_rel=d_max / max(a_max, tiny),
-                            ratio=r_max, worst=_name(keys[i], worst), ok=not nb, n_bad=nb)
-        out[i] = (check, worst if nb else None, bad[start:start + sizes[i]].reshape(shapes[i]))
+        check = TensorCheck(pair=pair, tensor=key, max_abs=d_max, max_rel=d_max / max(a_max, tiny),
+                            ratio=r_max, worst=_name(key, worst), ok=not nb, n_bad=nb)
+        out.append((check, worst if nb else None, bad[start:start + size].reshape(shape)))
     return out
 
 
@@ -333,11 +348,12 @@ def referee(
     mask = _fd_undecided(net, refs, fd, mask, report, keys)
     if report.verdict == "inconclusive":
         return report
-    # 5. The oracles among themselves.
-    if not _cross_check(net, refs, fd, budget, report, keys):
+    # 5. The oracles among themselves, and 6. the hand gradient against each reference (masked
+    # elements excluded; one line per tensor): every comparison in one pass, the oracles read first.
+    compared = _compare_case(net, hand, refs, fd, budget, dtype, mask, keys)
+    if not _cross_check(compared, report):
         return report
-    # 6. The hand gradient against each reference (masked elements excluded); one line per tensor.
-    used = _judge_hand(net, hand, refs, fd, budget, dtype, report, mask, keys, conv)
+    used = _judge_hand(net, hand, refs, compared, report, conv)
     if report.verdict == "mismatch":
         if fd is not None:
             _name_kink_convention(net, hand, refs, fd, budget.hand_only(dtype), report)
@@ -590,22 +606,75 @@ def _cross_pairs(refs: Mapping[str, Params]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _cross_check(net: Network, refs: Mapping[str, Params], fd: Any, budget: Budget, report: Report,
-                 keys: Sequence[str] | None = None) -> bool:
+class _Compared(NamedTuple):
+    """Every comparison of a case (steps 5 and 6), from one vectorized pass: the oracle pairs'
+    results first, then hand vs each reference (``refs``' order), each a list over the tensors
+    ``names``; and what step 6 reports and a diagnosis reads, laid end to end."""
+
+    names: list[str]
+    cross: list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]]
+    hand: list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]]
+    budgets: list[np.ndarray]  # per reference: the hand-vs-reference budget, laid
+    brackets: list[np.ndarray | None]  # per reference: the elements a kink inside the step decides
+    starts: list[int]  # each tensor's offset in a laid array
+
+
+def _laid(tensors: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+    return np.concatenate([np.asarray(tensors[k]).reshape(-1) for k in names])
+
+
+def _compare_case(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any, budget: Budget,
+                  dtype: np.dtype, mask: Mapping[str, np.ndarray] | None = None,
+                  keys: Sequence[str] | None = None) -> _Compared:
+    """Steps 5 and 6 computed together: each operand laid end to end once (the hand gradient, each
+    reference, the budgets, the finite differences' error estimates and kink flags), then one
+    :func:`_compare_laid` of every pair's tensors. Elementwise the same operations as comparing
+    tensor by tensor with the budgets' dicts, so bitwise the same checks
+    (``tests/test_referee_fast.py``); the oracle pairs are still read first (:func:`_cross_check`)."""
+    names = list(net.param_names if keys is None else keys)
+    all_shapes = net.param_shapes  # a property that builds its dict: once
+    shapes = [all_shapes[k] for k in names]
+    lengths = [math.prod(sh) for sh in shapes]
+    against, hand_only, b64 = budget.laid(names, dtype)
+    if mask is not None:  # a masked element gets an infinite budget: it cannot fail
+        masked = _laid(mask, names)
+        against, hand_only = np.where(masked, np.inf, against), np.where(masked, np.inf, hand_only)
+    laid_refs = {name: _laid(ref, names).astype(np.float64, copy=False) for name, ref in refs.items()}
+    fd_error = fd_kink = None
+    if fd is not None:
+        fd_error, fd_kink = _laid(fd.error, names), _laid(fd.kink, names)
+    hand64 = _laid(hand, names).astype(np.float64)
+    operands: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = []
+    for a, b in _cross_pairs(refs):  # step 5: the oracles among themselves (both float64)
+        with_fd = "fd" in (a, b)
+        operands.append((f"{oracle_label(a)} vs {oracle_label(b)}", laid_refs[a], laid_refs[b],
+                         b64 + fd_error if with_fd else b64, fd_kink if with_fd else None))
+    n_cross = len(operands)
+    budgets, brackets = [], []
+    for name in refs:  # step 6: the hand gradient against each reference
+        if name == "fd":
+            bud, bracket = hand_only + fd_error, _kink_bracket(hand64, fd, names, fd_kink, hand_only)
+        else:
+            bud, bracket = against, None
+        budgets.append(bud)
+        brackets.append(bracket)
+        operands.append((f"hand vs {oracle_label(name)}", hand64, laid_refs[name], bud, bracket))
+    oks = [ok for *_, ok in operands]
+    ok = None if all(o is None for o in oks) else np.concatenate(
+        [np.zeros(hand64.size, dtype=bool) if o is None else o for o in oks])
+    results = _compare_laid([pair for pair, *_ in operands for _ in names], names * len(operands),
+                            shapes * len(operands), np.concatenate([first for _, first, *_ in operands]),
+                            np.concatenate([second for _, _, second, *_ in operands]),
+                            np.concatenate([bud for *_, bud, _ in operands]), ok)
+    cut = n_cross * len(names)
+    return _Compared(names, results[:cut], results[cut:], budgets, brackets,
+                     np.cumsum([0, *lengths[:-1]]).tolist())
+
+
+def _cross_check(compared: _Compared, report: Report) -> bool:
     """Step 5: the oracles among themselves (both float64); False (verdict ``inconclusive``, the
     pair named in the notes) when they disagree: the hand code is never blamed for an oracle."""
-    b64 = budget.against(np.float64)
-    names = list(net.param_names if keys is None else keys)
-    pairs, keys_, firsts, seconds, buds, kinks = [], [], [], [], [], []  # every pair's tensors, in one pass
-    for a, b in _cross_pairs(refs):
-        with_fd = "fd" in (a, b)
-        pairs += [f"{oracle_label(a)} vs {oracle_label(b)}"] * len(names)
-        keys_ += names
-        firsts += [refs[a][k] for k in names]
-        seconds += [refs[b][k] for k in names]
-        buds += [b64[k] + fd.error[k] if with_fd else b64[k] for k in names]
-        kinks += [fd.kink[k] if with_fd else None for k in names]
-    for check, _, _ in _compare_tensors(pairs, keys_, firsts, seconds, buds, kinks):
+    for check, _, _ in compared.cross:
         report.checks.append(check)
         if not check.ok:
             report.verdict = "inconclusive"
@@ -614,55 +683,45 @@ def _cross_check(net: Network, refs: Mapping[str, Params], fd: Any, budget: Budg
     return report.verdict != "inconclusive"
 
 
-def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], fd: Any, budget: Budget,
-                dtype: np.dtype, report: Report, mask: Mapping[str, np.ndarray] | None = None,
-                keys: Sequence[str] | None = None, conv: Any = None) -> dict[str, dict[str, Any]]:
+def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], compared: _Compared, report: Report,
+                conv: Any = None) -> dict[str, dict[str, Any]]:
     """Step 6: hand vs each reference, element by element; a mismatch records every source's
     value at the tensor's worst element (the first pair's line per tensor is kept), named the
     user's way when conventions are declared.
 
-    Returns the budget of every reference and tensor as a pair ``(budget, decided_by_kink)`` (the
-    latter None, or the elements a kink inside a finite-difference step decides), what a
-    diagnosis reads (:func:`diagnosis_budgets`)."""
-    against, hand_only = budget.against(dtype), budget.hand_only(dtype)
-    if mask is not None:  # a masked element gets an infinite budget: it cannot fail
-        against = {k: np.where(mask[k], np.inf, v) for k, v in against.items()}
-        hand_only = {k: np.where(mask[k], np.inf, v) for k, v in hand_only.items()}
-    used: dict[str, dict[str, Any]] = {}
-    names = list(net.param_names if keys is None else keys)
-    pairs, all_buds, all_brackets = [], [], []  # every reference's tensors, compared in one pass
-    for name in refs:
-        if name == "fd":
-            buds = [hand_only[k] + fd.error[k] for k in names]
-            brackets: list[np.ndarray | None] = [_kink_bracket(hand[k], fd, k, hand_only[k]) for k in names]
-        else:
-            buds, brackets = [against[k] for k in names], [None] * len(names)
-        used[name] = {k: (bud, br) for k, bud, br in zip(names, buds, brackets, strict=True)}
-        pairs += [f"hand vs {oracle_label(name)}"] * len(names)
-        all_buds += buds
-        all_brackets += brackets
-    hands = [hand[k] for k in names]
-    compared = _compare_tensors(pairs, names * len(refs), hands * len(refs),
-                                [ref[k] for ref in refs.values() for k in names], all_buds, all_brackets)
-    for j, name in enumerate(refs):
-        pair = pairs[j * len(names)]
-        for k, (check, worst, bad) in zip(names, compared[j * len(names):(j + 1) * len(names)], strict=True):
-            bud = used[name][k][0]
+    Returns, after a mismatch, the budget of every reference and tensor as a pair ``(budget,
+    decided_by_kink)`` (the latter None, or the elements a kink inside a finite-difference step
+    decides), what a diagnosis reads (:func:`diagnosis_budgets`); nothing for a certified case."""
+    names = compared.names
+
+    def tensor(laid: np.ndarray, k: int) -> np.ndarray:
+        start = compared.starts[k]
+        shape = net.param_shapes[names[k]]
+        return laid[start:start + math.prod(shape)].reshape(shape)
+
+    for j in range(len(refs)):
+        for k, (check, worst, bad) in enumerate(compared.hand[j * len(names):(j + 1) * len(names)]):
             report.checks.append(check)
             if worst is None:
                 continue
             report.verdict = "mismatch"
-            label, user_tensor = user_names(k, worst, conv)
+            key = names[k]
+            label, user_tensor = user_names(key, worst, conv)
             if label:
                 check.worst = label
-            if any(mm.tensor == k for mm in report.mismatches):
+            if any(mm.tensor == key for mm in report.mismatches):
                 continue
-            values = {"hand": float(hand[k][worst])}
-            values.update({oracle_label(o): float(r[k][worst]) for o, r in refs.items()})
-            report.mismatches.append(Mismatch(pair=pair, tensor=k, index=worst, element=_name(k, worst),
-                                              values=values, budget=float(bud[worst]), ratio=check.ratio,
-                                              n_bad=int(bad.sum()), label=label, user_tensor=user_tensor))
-    return used
+            values = {"hand": float(hand[key][worst])}
+            values.update({oracle_label(o): float(r[key][worst]) for o, r in refs.items()})
+            report.mismatches.append(Mismatch(pair=check.pair, tensor=key, index=worst, element=_name(key, worst),
+                                              values=values, budget=float(tensor(compared.budgets[j], k)[worst]),
+                                              ratio=check.ratio, n_bad=int(bad.sum()), label=label,
+                                              user_tensor=user_tensor))
+    if report.verdict != "mismatch":
+        return {}
+    return {name: {key: (tensor(compared.budgets[j], k),
+                         None if compared.brackets[j] is None else tensor(compared.brackets[j], k))
+                   for k, key in enumerate(names)} for j, name in enumerate(refs)}
 
 
 def _kink_convention(net: Network) -> tuple[str, float, float, float] | None:
@@ -731,20 +790,20 @@ def _declaration_hint(name: str) -> str:
     return f"; if yours is intended, declare it: hg.at_kink({base!r}, {side!r}), named {other.name!r}"
 
 
-def _kink_bracket(hand: np.ndarray, fd: Any, k: str, hand_budget: np.ndarray) -> np.ndarray:
+def _kink_bracket(hand64: np.ndarray, fd: Any, names: Sequence[str], kink: np.ndarray,
+                 hand_budget: np.ndarray) -> np.ndarray:
     """Elements where the step crossed a kink and the hand value is the left one-sided quotient
-    (the convention) or lies between the one-sided quotients, each within its error."""
-    kink = fd.kink[k]
+    (the convention) or lies between the one-sided quotients, each within its error; laid end to
+    end like ``hand64`` (``kink``: the finite differences' kink flags, laid)."""
     if not kink.any():
         return np.zeros_like(kink)
-    h = hand.astype(np.float64)
-    le, re_ = fd.left[k], fd.right[k]
-    lerr, rerr = fd.left_error[k], fd.right_error[k]
+    le, re_ = _laid(fd.left, names), _laid(fd.right, names)
+    lerr, rerr = _laid(fd.left_error, names), _laid(fd.right_error, names)
     with np.errstate(invalid="ignore"):
-        equals_left = np.abs(h - le) <= lerr + hand_budget
+        equals_left = np.abs(hand64 - le) <= lerr + hand_budget
         lo = np.minimum(le - lerr, re_ - rerr) - hand_budget
         hi = np.maximum(le + lerr, re_ + rerr) + hand_budget
-        between = (h >= lo) & (h <= hi)
+        between = (hand64 >= lo) & (hand64 <= hi)
     return kink & (equals_left | between)
 
 

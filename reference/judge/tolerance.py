@@ -217,10 +217,26 @@ class Budget:
     def against(self, dtype_hand: Any, dtype_ref: Any = np.float64) -> dict[str, np.ndarray]:
         """Budget of hand (``dtype_hand``) vs a reference computed in ``dtype_ref``: the hand's
         share on ``magnitude`` (the policy's level), the reference's on ``reference_magnitude``."""
-        hand, ref = unit_roundoff(dtype_hand) * self.K, unit_roundoff(dtype_ref) * self.K
-        floor = self.K * float(np.finfo(np.dtype(dtype_hand)).tiny)
+        hand, ref, floor = self._shares(dtype_hand, dtype_ref)
         refs = self.reference_magnitude if self.reference_magnitude is not None else self.magnitude
         return {k: hand * v + ref * refs[k] + floor for k, v in self.magnitude.items()}
+
+    def _shares(self, dtype_hand: Any, dtype_ref: Any) -> tuple[float, float, float]:
+        """The hand's and the reference's factor on their magnitudes, and the floor."""
+        return (unit_roundoff(dtype_hand) * self.K, unit_roundoff(dtype_ref) * self.K,
+                self.K * float(np.finfo(np.dtype(dtype_hand)).tiny))
+
+    def laid(self, names: Sequence[str], dtype_hand: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``against(dtype_hand)``, ``hand_only(dtype_hand)`` and ``against(float64)`` of the
+        tensors ``names``, each laid end to end in that order (C order within a tensor): the
+        referee's operands for comparing a whole case in one pass. Elementwise the same
+        operations, so bitwise the dicts' elements (``tests/test_referee_fast.py``)."""
+        mag = np.concatenate([self.magnitude[k].reshape(-1) for k in names])
+        rmag = mag if self.reference_magnitude is None else np.concatenate(
+            [self.reference_magnitude[k].reshape(-1) for k in names])
+        hand, ref, floor = self._shares(dtype_hand, np.float64)
+        h64, r64, floor64 = self._shares(np.float64, np.float64)
+        return hand * mag + ref * rmag + floor, hand * mag + floor, h64 * mag + r64 * rmag + floor64
 
     def against_exact(self, dtype_hand: Any, reference: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         r"""Budget of hand (``dtype_hand``) vs a high-precision reference rounded to float64
@@ -234,8 +250,7 @@ class Budget:
 
     def hand_only(self, dtype_hand: Any) -> dict[str, np.ndarray]:
         """The hand side's share alone (added to a finite-difference error estimate)."""
-        scale = unit_roundoff(dtype_hand) * self.K
-        floor = self.K * float(np.finfo(np.dtype(dtype_hand)).tiny)
+        scale, _, floor = self._shares(dtype_hand, dtype_hand)
         return {k: scale * v + floor for k, v in self.magnitude.items()}
 
     def forward_budget(self, dtype_hand: Any, dtype_ref: Any = np.float64) -> np.ndarray:
