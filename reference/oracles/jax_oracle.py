@@ -131,7 +131,7 @@ STACK = 8
 that a case's bits do not depend on how many cases were stacked with it. Measured on the
 2-core machine (2-3-3-1, one BLAS thread): the one-case executable costs 0.42 ms a case; a stack
 of 8 costs 0.65 ms a call, 0.10 ms a case when full; a stack of 16 costs 0.93 ms a call and
-0.06 ms a case. A certification's batches are 1, 2, 4, 4 and 30 cases, and the case-by-case
+0.06 ms a case. A certification's batches are 1, 10 and 30 cases (the article's net), and the case-by-case
 runner calls it one case at a time, so 8 keeps the one-case call close to the old cost."""
 
 CACHE_SIZE = 128
