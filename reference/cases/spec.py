@@ -285,7 +285,7 @@ def _rescale(net: Network, params: Params, X: np.ndarray, spec: CaseSpec, dtype:
     a = X
     for l, act in enumerate(net.activations, start=1):
         W, B = params[f"W{l}"], params[f"B{l}"]
-        top = float(np.max(np.abs(W @ a + B))) if a.size else 0.0
+        top = float(np.abs(W @ a + B).max()) if a.size else 0.0
         cap = _cap(net, l, dtype)
         target = None
         if spec.scale == "near_saturating":
@@ -312,10 +312,11 @@ def build_case(spec: CaseSpec, dtype: str | type = "float64",
     # is where net.init left it; tests/test_case_design.py holds it).
     rng.standard_normal(net.n_params)
     params: Params = {}
+    shapes = net.param_shapes
     for l in range(1, net.depth + 1):
         n_in = net.sizes[l - 1]
-        params[f"W{l}"] = rng.standard_normal(net.param_shapes[f"W{l}"]) * (s / np.sqrt(n_in))
-        params[f"B{l}"] = rng.standard_normal(net.param_shapes[f"B{l}"]) * (s / 2)
+        params[f"W{l}"] = rng.standard_normal(shapes[f"W{l}"]) * (s / np.sqrt(n_in))
+        params[f"B{l}"] = rng.standard_normal(shapes[f"B{l}"]) * (s / 2)
     X = rng.standard_normal((net.sizes[0], spec.m))
     if spec.labels == "mixed":
         Y = _labels(net.loss, net.sizes[-1], spec.m, rng)
@@ -384,9 +385,9 @@ def _float64_domain(net: Network, params: Params, X: np.ndarray) -> bool:
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         for l, act in enumerate(net.activations, start=1):
             z = params[f"W{l}"].astype(np.float64) @ a + params[f"B{l}"].astype(np.float64)
-            if not np.all(np.abs(z) <= Z_MAX):
+            if not (np.abs(z) <= Z_MAX).all():
                 return False
             a = np.asarray(act.definition(z, NUMPY_OPS), dtype=np.float64)
     if net.fused_rule is None and net.loss.prediction_range == (0.0, 1.0):
-        return bool(np.all((a > PREDICTION_MARGIN_64) & (a < 1 - PREDICTION_MARGIN_64)))
-    return bool(np.all(np.isfinite(a)))
+        return bool(((a > PREDICTION_MARGIN_64) & (a < 1 - PREDICTION_MARGIN_64)).all())
+    return bool(np.isfinite(a).all())

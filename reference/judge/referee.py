@@ -109,8 +109,9 @@ def check_grads_structure(net: Network, grads: object, dtype: np.dtype,
         raise GradsStructureError(f"backward returned grads with {' and '.join(parts)}; "
                                   f"expected exactly {names}")
     out: Params = {}
+    shapes = net.param_shapes  # a property that builds its dict: once
     for k in names:
-        shape = net.param_shapes[k]
+        shape = shapes[k]
         g = grads[k]
         if not isinstance(g, np.ndarray):
             raise GradsStructureError(f"grads[{k!r}] is a {type(g).__name__}; expected a numpy array of shape {shape}")
@@ -693,10 +694,11 @@ def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], compared
     decided_by_kink)`` (the latter None, or the elements a kink inside a finite-difference step
     decides), what a diagnosis reads (:func:`diagnosis_budgets`); nothing for a certified case."""
     names = compared.names
+    shapes = net.param_shapes
 
     def tensor(laid: np.ndarray, k: int) -> np.ndarray:
         start = compared.starts[k]
-        shape = net.param_shapes[names[k]]
+        shape = shapes[names[k]]
         return laid[start:start + math.prod(shape)].reshape(shape)
 
     for j in range(len(refs)):

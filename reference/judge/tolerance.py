@@ -797,4 +797,4 @@ def prediction_in_domain(net: Network, params: Mapping[str, np.ndarray], X: np.n
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for l, act in enumerate(net.activations, start=1):
             a = np.asarray(act.definition(p64[f"W{l}"] @ a + p64[f"B{l}"], NUMPY_OPS), dtype=np.float64)
-    return bool(np.all((a > 2 * bound) & (1 - a > 2 * bound)))
+    return bool(((a > 2 * bound) & (1 - a > 2 * bound)).all())

@@ -531,10 +531,10 @@ class SympyOracle:
         for i, m in enumerate(ms):
             block = np.ascontiguousarray(vals[:, lo:lo + m])
             lo += m
-            if not np.all(np.isfinite(block)):
+            if not np.isfinite(block).all():
                 out[i] = self._alone(*cases[i])
                 continue
-            flat = np.sum(block, axis=1) if self._batch_sum else np.mean(block, axis=1)
+            flat = block.sum(axis=1) if self._batch_sum else block.mean(axis=1)
             try:
                 out[i] = self._unflatten(flat.astype(np.float64))
             except (ValueError, ArithmeticError) as exc:
