@@ -84,3 +84,20 @@ def test_cases_too_wide_for_one_array_are_split_into_groups() -> None:
         cases.append((params, X, Y))
     for got, case in zip(fd_grads_many(net, cases), cases, strict=True):
         _same(got, _one(net, *case))
+
+
+@pytest.mark.parametrize("acts", [["softmax", "tanh"], ["sigmoid", "relu"], ["tanh", "softmax"]])
+def test_cases_of_one_sample_of_a_narrow_net_are_summed_beside_others_bitwise(acts: list[str]) -> None:
+    """Below 8 units numpy adds a single column's rows in order, as it adds a wider array's: a net
+    whose layers are all narrower than that takes its cases of one sample side by side, bitwise
+    (with zeros of both signs and large values in the sums)."""
+    net = hg.Network((9, 7, 7), acts, "squared_error")
+    rng = np.random.default_rng(7)
+    cases = []
+    for m in [1] * 20 + [2, 3, 1]:
+        params = net.init(rng, weight_scale=3.0)
+        X = rng.standard_normal((9, m))
+        X[rng.random(X.shape) < 0.3] = -0.0
+        cases.append((params, X, rng.standard_normal((7, m))))
+    for got, case in zip(fd_grads_many(net, cases), cases, strict=True):
+        _same(got, _one(net, *case))

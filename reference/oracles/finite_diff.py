@@ -725,17 +725,26 @@ def _alone(net: Network, params: Mapping[str, np.ndarray], X: np.ndarray, Y: np.
         return exc
 
 
+_PAIRWISE_FROM = 8
+"""numpy sums a single column (a case of one sample's sums over units) pairwise from this many
+rows on, but the columns of a wider array (cases side by side) one row after another; below it
+both add the rows in order, so the sums agree bitwise (-0.0 and infinities included:
+``tests/test_finite_diff_many.py``)."""
+
+
 def _centre_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], np.ndarray, np.ndarray]],
                  ) -> list[tuple[list[_Bounded], list[_Bounded]] | Exception]:
     """:func:`_centre_checked` of every case ``(flat, X, Y)``: its ``(zs, xs)``, or the
     NonFiniteError it raises. The cases of one batch size m >= 2 are stacks for the matrix
     products, every such case side by side for the definitions (as in :func:`_complex_many`,
     whose evaluations have at least two columns a case): bitwise the single case's values. A
-    case of one sample is computed alone."""
+    case of one sample is computed alone, unless every layer has fewer than
+    :data:`_PAIRWISE_FROM` units."""
     out: list[tuple[list[_Bounded], list[_Bounded]] | Exception | None] = [None] * len(cases)
     by_m: dict[int, list[int]] = {}
+    narrow = max(arch.sizes[1:]) < _PAIRWISE_FROM
     for i, (flat, X, Y) in enumerate(cases):
-        if X.shape[1] > 1:
+        if X.shape[1] > 1 or narrow:
             by_m.setdefault(X.shape[1], []).append(i)
             continue
         # One sample alone: numpy sums a single column pairwise (from 8 rows on) but the columns
