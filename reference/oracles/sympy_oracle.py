@@ -64,7 +64,7 @@ from handgrad.notation import element_name
 from handgrad.validation import check_positive_int
 
 from .cache import OracleCache, architecture_key
-from .inputs import NonFiniteError, as_float64, check_batch, check_network
+from .inputs import NonFiniteError, as_float64, check_batch, check_network, first_nonfinite
 from .ops import SYMPY_OPS
 from .sympy_codegen import _EVAL_DTYPE, _mp_to_eval, _mp_to_float, _Program, _ProgramTooLarge
 from .sympy_composite import _build, _ExprArray, _FromSymengine, _make_symbols
@@ -519,13 +519,15 @@ class SympyOracle:
         out: list[Params | Exception | None] = [None] * len(cases)
         if self._penalty_np is not None:
             return [self._alone(*c) for c in cases]
-        n_scalar = len(self._param_syms)
-        prepared = [self._inputs(p, X, Y, _EVAL_DTYPE) for p, X, Y in cases]
-        ms = [m for _, m in prepared]
-        columns = [np.concatenate([np.full(m, inputs[k], dtype=_EVAL_DTYPE) for inputs, m in prepared])
-                   for k in range(n_scalar)]
-        rows = [np.concatenate([inputs[k] for inputs, _ in prepared])
-                for k in range(n_scalar, len(prepared[0][0]))]
+        # The inputs :meth:`_inputs` gives each case, laid side by side in one array each: every
+        # parameter's value repeated over its case's columns, then the rows of X and Y (float64
+        # values converted to longdouble, exactly, as there).
+        names = self._net.param_names
+        ms = [X.shape[1] for _, X, _ in cases]
+        values = np.array([np.concatenate([a.ravel() for a in as_float64(p, names)]) for p, _, _ in cases])
+        columns = list(np.repeat(values.T.astype(_EVAL_DTYPE), ms, axis=1))
+        rows = [*np.concatenate([np.asarray(X, dtype=np.float64) for _, X, _ in cases], axis=1).astype(_EVAL_DTYPE),
+                *np.concatenate([np.asarray(Y, dtype=np.float64) for _, _, Y in cases], axis=1).astype(_EVAL_DTYPE)]
         vals = self._run_np(self._grad_np, self._grad_program.n_outputs, [*columns, *rows], sum(ms), n_scalar=0)
         lo = 0
         for i, m in enumerate(ms):
@@ -570,9 +572,8 @@ class SympyOracle:
         for name, shape in self._shapes.items():
             off = self._offset(name)
             g = np.array(flat[off:off + shape[0] * shape[1]], dtype=np.float64).reshape(shape)
-            bad = np.argwhere(~np.isfinite(g))
-            if bad.size:
-                idx = tuple(int(i) for i in bad[0])
+            idx = first_nonfinite(g)
+            if idx is not None:
                 raise NonFiniteError(
                     f"SymPy oracle: grads[{name!r}] ({element_name(name, idx)}) is {g[idx]!r} for "
                     f"{self._net.describe()} even at {_FALLBACK_DPS[-1]} digits: the loss is not finite "
