@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from hypothesis import assume
 from hypothesis import strategies as st
@@ -167,11 +167,20 @@ def _batch_pools(sizes: Sequence[int], min_batch: int, max_batch: int) -> tuple[
 def _batch_sizes(draw: st.DrawFn, sizes: Sequence[int], min_batch: int, max_batch: int) -> int:
     """m aimed at bugs: up to 8 (4 in 10), a layer width (2 in 10), 1 or 2 (2 in 10), past a block
     of 8: 9, 11, 17, 33 (1 in 10) or 9..17 (1 in 10), always within [min_batch, max_batch]."""
-    pools, weights = _batch_pools(sizes, min_batch, max_batch)
     # sampled_from, not integers: hypothesis draws integers near their lower bound far more often
     # than uniformly, which made m = 1 a quarter of all cases.
-    kind = draw(_sampled(tuple(i for i, w in enumerate(weights) for _ in range(w))))
-    return draw(_sampled(tuple(pools[kind])))
+    kinds, pools = _batch_strategies(tuple(sizes), min_batch, max_batch)
+    return draw(pools[draw(kinds)])
+
+
+@cache
+def _batch_strategies(sizes: tuple[int, ...], min_batch: int,
+                      max_batch: int) -> tuple[st.SearchStrategy[int], tuple[st.SearchStrategy[int], ...]]:
+    """:func:`_batch_sizes`' strategies for an architecture's widths and batch range, built once (each
+    a :func:`_sampled` of the same values as before: the same draws)."""
+    pools, weights = _batch_pools(sizes, min_batch, max_batch)
+    return (_sampled(tuple(i for i, w in enumerate(weights) for _ in range(w))),
+            tuple(_sampled(tuple(pool)) for pool in pools))
 
 
 def batch_size_distribution(sizes: Sequence[int], *, min_batch: int = 1, max_batch: int = 33) -> dict[int, float]:
