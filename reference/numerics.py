@@ -15,7 +15,7 @@ import numpy as np
 
 from handgrad import NUMPY_OPS
 
-__all__ = ["UNIT_ROUNDOFF", "U64", "erf", "erfc", "unit_roundoff"]
+__all__ = ["UNIT_ROUNDOFF", "U64", "erf", "erfc", "stack", "unit_roundoff"]
 
 UNIT_ROUNDOFF: MappingProxyType[np.dtype, float] = MappingProxyType(
     {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24}
@@ -35,3 +35,12 @@ def unit_roundoff(dtype: Any) -> float:
     if dt not in UNIT_ROUNDOFF:
         raise ValueError(f"dtype must be float32 or float64, got {dt}")
     return UNIT_ROUNDOFF[dt]
+
+
+def stack(arrays: Any) -> np.ndarray:
+    """Arrays of one shape as a fresh C-contiguous stack ``(len(arrays), *shape)``: ``np.array`` of
+    the sequence, the same values and dtype as ``np.stack`` at a quarter of its cost on the small
+    arrays of the batched oracles and budgets (a few microseconds a call, hundreds of calls a
+    batch). Their agreement with the single case relies on the contiguity: ``numpy.matmul`` leaves
+    BLAS for a strided operand. Arrays of different shapes are a ``ValueError``, as for ``np.stack``."""
+    return np.array(arrays)

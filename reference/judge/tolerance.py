@@ -27,7 +27,7 @@ import numpy as np
 
 from handgrad import NUMPY_OPS, Activation, Network
 
-from ..numerics import U64, UNIT_ROUNDOFF, erf, erfc, unit_roundoff
+from ..numerics import U64, UNIT_ROUNDOFF, erf, erfc, stack, unit_roundoff
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -571,7 +571,7 @@ def _rows(x: np.ndarray) -> list[np.ndarray]:
 
 def _stack(arrays: list[np.ndarray]) -> np.ndarray:
     """``np.stack``; one array as a view (a stack of one case costs no copy)."""
-    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+    return arrays[0][None] if len(arrays) == 1 else stack(arrays)
 
 
 def _each(f: Callable[..., np.ndarray], *stacks: np.ndarray) -> np.ndarray:

@@ -57,6 +57,7 @@ from handgrad import NUMPY_OPS, Network, Params
 from handgrad.notation import element_name
 from handgrad.validation import check_real
 
+from ..numerics import stack
 from .inputs import NonFiniteError, as_float64, check_batch, check_network
 from .running_error import (
     _BOUNDED_OPS,
@@ -757,19 +758,19 @@ def _centre_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], np.ndarray
         return out  # type: ignore[return-value]
     groups = [[cases[i] for i in members] for members in by_m.values()]
     sizes = [(len(g), m) for g, m in zip(groups, by_m, strict=True)]
-    xs: list[list[_Bounded]] = [[_Bounded(np.stack([X for _, X, _ in g]))] for g in groups]
+    xs: list[list[_Bounded]] = [[_Bounded(stack([X for _, X, _ in g]))] for g in groups]
     zs: list[list[_Bounded]] = [[] for _ in groups]
     try:
         with np.errstate(all="ignore"):
             for l, definition in enumerate(arch.definitions):
                 for gi, g in enumerate(groups):
-                    W = np.stack([flat[2 * l] for flat, _, _ in g])
-                    B = np.stack([flat[2 * l + 1] for flat, _, _ in g])
+                    W = stack([flat[2 * l] for flat, _, _ in g])
+                    B = stack([flat[2 * l + 1] for flat, _, _ in g])
                     zs[gi].append(_affine(W, B, xs[gi][-1]))
                 a = _lift(definition(_together([z[-1] for z in zs]), _BOUNDED_OPS))
                 for gi, part in enumerate(_apart(a, sizes)):
                     xs[gi].append(part)
-            Y = _Bounded(np.concatenate([_side(np.stack([Yc for _, _, Yc in g])) for g in groups], axis=1))
+            Y = _Bounded(np.concatenate([_side(stack([Yc for _, _, Yc in g])) for g in groups], axis=1))
             per = _per_sample(arch, _together([z[-1] for z in zs]), _together([x[-1] for x in xs]),
                               Y, _BOUNDED_OPS, sum(c * m for c, m in sizes))
             means, lo = [], 0
@@ -817,9 +818,9 @@ def _complex_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], list[_Bou
         by_m.setdefault(Y.shape[1], []).append(i)
     groups = [[cases[i] for i in members] for members in by_m.values()]
     sizes = [(len(g), m) for g, m in zip(groups, by_m, strict=True)]
-    Ws = [[np.stack([flat[2 * l] for flat, *_ in g]) for l in range(depth)] for g in groups]
-    Bs = [[np.stack([flat[2 * l + 1] for flat, *_ in g]) for l in range(depth)] for g in groups]
-    Ys = [np.stack([Y for *_, Y in g]) for g in groups]
+    Ws = [[stack([flat[2 * l] for flat, *_ in g]) for l in range(depth)] for g in groups]
+    Bs = [[stack([flat[2 * l + 1] for flat, *_ in g]) for l in range(depth)] for g in groups]
+    Ys = [stack([Y for *_, Y in g]) for g in groups]
     # per group and layer: per-sample losses (c, Q, m) and the bounds of their means (c, Q)
     per_layer: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in groups]
     with np.errstate(all="ignore"):
@@ -831,14 +832,14 @@ def _complex_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], list[_Bou
             step = np.full((Q, 1), 1j * h)
             tiles = []  # per group: z, its error bounds, the moved rows' values and bounds
             for g, (c, m) in zip(groups, sizes, strict=True):
-                x_v = np.stack([xs[l].v for _, _, xs, _ in g])
-                x_e = np.stack([xs[l].e for _, _, xs, _ in g])
+                x_v = stack([xs[l].v for _, _, xs, _ in g])
+                x_e = stack([xs[l].e for _, _, xs, _ in g])
                 ones = np.ones((c, n, m))
                 moves = step * np.concatenate([x_v[:, cols], ones], axis=1)  # (c, Q, m), as _layer_elements
                 move_err = np.abs(step) * np.concatenate([x_e[:, cols], 0 * ones], axis=1)
-                zv = _tile_stack(np.stack([zs[l].v for _, zs, _, _ in g]), Q, moves.dtype)
+                zv = _tile_stack(stack([zs[l].v for _, zs, _, _ in g]), Q, moves.dtype)
                 zv[:, rows, qi] += moves
-                ze = _tile_stack(np.stack([zs[l].e for _, zs, _, _ in g]), Q, np.float64)
+                ze = _tile_stack(stack([zs[l].e for _, zs, _, _ in g]), Q, np.float64)
                 zei = np.zeros(zv.shape)
                 zei[:, rows, qi] = move_err
                 tiles.append((zv, ze, zei, move_err))
@@ -852,8 +853,8 @@ def _complex_many(arch: _Arch, cases: Sequence[tuple[list[np.ndarray], list[_Bou
                 row_a = _clift(arch.definitions[l](moved, ops))
                 a_parts, lo = [], 0
                 for g, (c, m) in zip(groups, sizes, strict=True):
-                    av = _tile_stack(np.stack([xs[l + 1].v for _, _, xs, _ in g]), Q, np.complex128)
-                    ae = _tile_stack(np.stack([xs[l + 1].e for _, _, xs, _ in g]), Q, np.float64)
+                    av = _tile_stack(stack([xs[l + 1].v for _, _, xs, _ in g]), Q, np.complex128)
+                    ae = _tile_stack(stack([xs[l + 1].e for _, _, xs, _ in g]), Q, np.float64)
                     aei = np.zeros(av.shape)
                     span = slice(lo, lo + c * m)
                     av[:, rows, qi] = _unside(row_a.v[:, span], c)

@@ -77,6 +77,7 @@ import numpy as np
 from handgrad import Network, Params
 from handgrad.notation import element_name
 
+from ..numerics import stack
 from .cache import OracleCache, architecture_key
 from .inputs import (
     NonFiniteError,
@@ -391,12 +392,12 @@ class JaxOracle:
         real = len(chunk)
         chunk = chunk + [chunk[0]] * (STACK - real)
         pads = [_padding(X.shape[1], width) for _, X, _ in chunk]
-        flat = [np.stack([np.asarray(p[k], dtype=np.float64) for p, _, _ in chunk]) for k in self._net.param_names]
-        Xs = np.stack([np.asarray(X, dtype=np.float64)[:, cols]
+        flat = [stack([np.asarray(p[k], dtype=np.float64) for p, _, _ in chunk]) for k in self._net.param_names]
+        Xs = stack([np.asarray(X, dtype=np.float64)[:, cols]
                        for (_, X, _), (cols, _) in zip(chunk, pads, strict=True)])
-        Ys = np.stack([np.asarray(Y, dtype=np.float64)[:, cols]
+        Ys = stack([np.asarray(Y, dtype=np.float64)[:, cols]
                        for (_, _, Y), (cols, _) in zip(chunk, pads, strict=True)])
-        masks = np.stack([mask for _, mask in pads])
+        masks = stack([mask for _, mask in pads])
         (values, (yhats, zss)), gradss = self._run_stacked(flat, Xs, Ys, masks)
         values, yhats = np.asarray(values, dtype=np.float64), np.asarray(yhats, dtype=np.float64)
         zss = [np.asarray(z, dtype=np.float64) for z in zss]
