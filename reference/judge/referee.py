@@ -179,11 +179,12 @@ def _compare_tensors(pair: str | Sequence[str], keys: Sequence[str], hands: Sequ
 
 
 def _compare_laid(pairs: Sequence[str], keys: Sequence[str], shapes: Sequence[tuple[int, ...]], hand64: np.ndarray,
-                  ref: np.ndarray, budget: np.ndarray, ok: np.ndarray | None,
-                  ) -> list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]]:
+                  ref: np.ndarray, budget: np.ndarray, ok: np.ndarray | None, failing: bool = True,
+                  ) -> list[tuple[TensorCheck, tuple[int, ...] | None, Any]]:
     """The body of :func:`_compare_tensors`: its operands already laid end to end (float64 hand and
     reference, the budget, the elements decided at a kink or None), tensor i of ``shapes`` (none
-    empty) the i-th segment."""
+    empty) the i-th segment. ``failing=False``: None instead of each tensor's failing elements
+    (the referee reads only their count, ``TensorCheck.n_bad``)."""
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(hand64 - ref)
     diff = np.where(np.isfinite(diff), diff, np.inf)
@@ -211,7 +212,7 @@ def _compare_laid(pairs: Sequence[str], keys: Sequence[str], shapes: Sequence[tu
         # Python float division: correctly rounded, inf on overflow, no warning.
         check = TensorCheck(pair=pair, tensor=key, max_abs=d_max, max_rel=d_max / max(a_max, tiny),
                             ratio=r_max, worst=_name(key, worst), ok=not nb, n_bad=nb)
-        out.append((check, worst if nb else None, bad[start:start + size].reshape(shape)))
+        out.append((check, worst if nb else None, bad[start:start + size].reshape(shape) if failing else None))
     return out
 
 
@@ -557,6 +558,8 @@ def _fd_undecided(net: Network, refs: Mapping[str, Params], fd: Any, mask: dict[
     if fd is None:
         return mask
     names = list(net.param_names if keys is None else keys)
+    if not any(fd.kink[k].any() for k in names):  # no step crossed a kink: nothing is undecided
+        return mask
     undecided = {k: fd.kink[k] & ~np.isfinite(fd.error[k]) for k in names}
     n = int(sum(int(v.sum()) for v in undecided.values()))
     if not n:
@@ -613,8 +616,8 @@ class _Compared(NamedTuple):
     ``names``; and what step 6 reports and a diagnosis reads, laid end to end."""
 
     names: list[str]
-    cross: list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]]
-    hand: list[tuple[TensorCheck, tuple[int, ...] | None, np.ndarray]]
+    cross: list[tuple[TensorCheck, tuple[int, ...] | None, None]]
+    hand: list[tuple[TensorCheck, tuple[int, ...] | None, None]]
     budgets: list[np.ndarray]  # per reference: the hand-vs-reference budget, laid
     brackets: list[np.ndarray | None]  # per reference: the elements a kink inside the step decides
     starts: list[int]  # each tensor's offset in a laid array
@@ -666,7 +669,7 @@ def _compare_case(net: Network, hand: Params, refs: Mapping[str, Params], fd: An
     results = _compare_laid([pair for pair, *_ in operands for _ in names], names * len(operands),
                             shapes * len(operands), np.concatenate([first for _, first, *_ in operands]),
                             np.concatenate([second for _, _, second, *_ in operands]),
-                            np.concatenate([bud for *_, bud, _ in operands]), ok)
+                            np.concatenate([bud for *_, bud, _ in operands]), ok, failing=False)
     cut = n_cross * len(names)
     return _Compared(names, results[:cut], results[cut:], budgets, brackets,
                      np.cumsum([0, *lengths[:-1]]).tolist())
@@ -702,7 +705,7 @@ def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], compared
         return laid[start:start + math.prod(shape)].reshape(shape)
 
     for j in range(len(refs)):
-        for k, (check, worst, bad) in enumerate(compared.hand[j * len(names):(j + 1) * len(names)]):
+        for k, (check, worst, _) in enumerate(compared.hand[j * len(names):(j + 1) * len(names)]):
             report.checks.append(check)
             if worst is None:
                 continue
@@ -717,7 +720,7 @@ def _judge_hand(net: Network, hand: Params, refs: Mapping[str, Params], compared
             values.update({oracle_label(o): float(r[key][worst]) for o, r in refs.items()})
             report.mismatches.append(Mismatch(pair=check.pair, tensor=key, index=worst, element=_name(key, worst),
                                               values=values, budget=float(tensor(compared.budgets[j], k)[worst]),
-                                              ratio=check.ratio, n_bad=int(bad.sum()), label=label,
+                                              ratio=check.ratio, n_bad=check.n_bad, label=label,
                                               user_tensor=user_tensor))
     if report.verdict != "mismatch":
         return {}
