@@ -49,14 +49,14 @@ def check_array(
         raise ValueError(
             f"{name} has shape {_fmt_shape(x.shape)} but expected shape {expected}{hint}"
         )
-    if shape is not None:
+    if shape is not None and x.shape != shape:  # equal shapes (most calls) need no axis by axis look
         for axis, (got, want) in enumerate(zip(x.shape, shape, strict=True)):
             if want is not None and got != want:
                 raise ValueError(
                     f"{name} has shape {_fmt_shape(x.shape)} but expected shape "
                     f"{_fmt_shape(shape)} (axis {axis}: {got} != {want})"
                 )
-    if x.dtype == object and allow_object:
+    if allow_object and x.dtype == object:
         return x
     if dtype is not None:
         if x.dtype != dtype:
