@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -390,17 +390,44 @@ def _output_sensitivities(act: Activation, loss_name: str, loss_def: Any, fused_
     return fd, fz, fy, fa
 
 
-def _eval_rows(f: Callable, Z: np.ndarray, Y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Evaluate a lambdified list (or list of lists) of per-sample expressions column-wise, on
-    stacks ``(c, n, m)``: the result has shape ``(c, *shape)``."""
+def _eval_rows_many(f: Callable, Zs: Sequence[np.ndarray], Ys: Sequence[np.ndarray],
+                    lead: tuple[int, ...] | None) -> list[Any]:
+    """Evaluate a lambdified list (or list of lists) of per-sample expressions on every group's
+    stacks ``(c, n, m)`` at once, their samples laid end to end (each unit's row one argument):
+    per group an array ``(c, *lead, m)``, contiguous (numpy's matrix product takes its own loop,
+    another summation order than BLAS, for a strided operand). ``lead=None``: ``f`` returns the
+    pair ``(dl/da, d2l/da2)``, given per group as arrays ``(c, n, m)`` and ``(c, n, n, m)``."""
+    sizes = [Z.shape[0] * Z.shape[2] for Z in Zs]
+    total = sum(sizes)
+    args = [np.concatenate([_wide(x[:, i]).reshape(-1) for x in arrays])
+            for arrays in (Zs, Ys) for i in range(arrays[0].shape[1])]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        out = f(*_rows(_wide(Z)), *_rows(_wide(Y)))
-    c, m = Z.shape[0], Z.shape[2]
+        out = f(*args)
+    if lead is None:
+        first, second = out
+        parts = [_cut([_magnitude(v, (total,)) for v in first], Zs, sizes),
+                 _cut([[_magnitude(v, (total,)) for v in row] for row in second], Zs, sizes)]
+        return [(np.ascontiguousarray(g.transpose(1, 0, 2)), np.ascontiguousarray(h.transpose(2, 0, 1, 3)))
+                for g, h in zip(*parts, strict=True)]
     rows = out if isinstance(out[0], list) else [out]
-    arr = np.array([[_magnitude(v, (c, m)) for v in row] for row in rows])  # (rows, cols, c, m)
-    # contiguous, as a single case's array: numpy's matrix product takes its own loop (another
-    # summation order than BLAS) for a strided operand, which the moved axis would make it
-    return np.ascontiguousarray(arr.transpose(2, 0, 1, 3).reshape((c, *shape)))
+    cut = _cut([[_magnitude(v, (total,)) for v in row] for row in rows], Zs, sizes)  # (rows, cols, c, m) each
+    return [np.ascontiguousarray(arr.transpose(2, 0, 1, 3).reshape((Z.shape[0], *lead, Z.shape[2])))
+            for arr, Z in zip(cut, Zs, strict=True)]
+
+
+def _cut(nested: Any, Zs: Sequence[np.ndarray], sizes: Sequence[int]) -> list[np.ndarray]:
+    """Nested lists of laid-out magnitudes (total,) -> per group one array ``(*nesting, c, m)``."""
+    out, lo = [], 0
+    for Z, size in zip(Zs, sizes, strict=True):
+        c, m = Z.shape[0], Z.shape[2]
+        sl = slice(lo, lo + size)
+        out.append(np.array(_map_nested(lambda v, sl=sl, c=c, m=m: v[sl].reshape(c, m), nested)))
+        lo += size
+    return out
+
+
+def _map_nested(f: Callable[[np.ndarray], np.ndarray], nested: Any) -> Any:
+    return [_map_nested(f, x) for x in nested] if isinstance(nested, list) else f(nested)
 
 
 _NOT_PROVED = math.inf
@@ -557,16 +584,94 @@ def error_budgets(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
         dtype = np.asarray(params[net.param_names[0]]).dtype
         groups.setdefault((np.shape(X)[1], dtype.str), []).append(i)
     out: list[Budget | None] = [None] * len(cases)
-    for members in groups.values():
-        for i, budget in zip(members, _budget_stack(net, [cases[i] for i in members], policy, outside), strict=True):
+    grouped = [[cases[i] for i in members] for members in groups.values()]
+    for members, group, pre in zip(groups.values(), grouped, _prepare(net, grouped), strict=True):
+        for i, budget in zip(members, _budget_stack(net, group, policy, outside, pre), strict=True):
             out[i] = budget
     return out  # type: ignore[return-value]
 
 
-def _rows(x: np.ndarray) -> list[np.ndarray]:
-    """The rows of a stack ``(c, n, m)`` as n arrays ``(c, m)``: a lambdified per-sample form's
-    arguments (one per unit), every case at once."""
-    return [x[:, i] for i in range(x.shape[1])]
+class _Pre(NamedTuple):
+    """What a group's budget reads that does not depend on the magnitudes: the float64 stacks, the
+    forward's values, and every SymPy-derived form evaluated (:func:`_prepare`)."""
+
+    p: dict[str, np.ndarray]
+    X: np.ndarray
+    Y: np.ndarray
+    zs: list[np.ndarray]
+    acts: list[np.ndarray]
+    f1s: list[np.ndarray | None]  # |f'(z)| per layer (None: not elementwise), before any policy's refinement
+    f2s: list[np.ndarray | None]
+    delta: np.ndarray  # the output delta's forms per sample, not yet divided by the batch divisor
+    Hz: np.ndarray
+    Hy: np.ndarray
+    ga: np.ndarray | None  # unfused: dl/da and d2l/da2 at the output, undivided
+    ha: np.ndarray | None
+
+
+def _prepare(net: Network, groups: Sequence[Sequence[tuple[Mapping[str, np.ndarray], np.ndarray, np.ndarray]]],
+             ) -> list[_Pre]:
+    """Each group's :class:`_Pre`. The forward runs per group (its matrix products on the group's
+    stack); each SymPy-derived form -- a lambdified elementwise expression in longdouble, and its
+    magnitude -- runs once on every group's values laid end to end, then is cut back into each
+    group's shape: elementwise, so bitwise what each group alone gives, at one call a batch instead
+    of one a batch size (a certification's random draws have 10-11 batch sizes)."""
+    if not groups:
+        return []
+    stacks = []
+    for cases in groups:
+        p = {k: _stack([np.asarray(params[k], dtype=np.float64) for params, _, _ in cases]) for k in cases[0][0]}
+        X = _stack([np.asarray(Xc, dtype=np.float64) for _, Xc, _ in cases])
+        Y = _stack([np.asarray(Yc, dtype=np.float64) for _, _, Yc in cases])
+        zs, acts = [], [X]
+        for l, act in enumerate(net.activations, start=1):
+            z = p[f"W{l}"] @ acts[-1] + p[f"B{l}"]
+            with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+                # elementwise on the stack; a column sum (softmax) case by case: numpy sums a single
+                # column (m = 1) pairwise, the columns of a wider array row after row
+                a = (np.asarray(act.definition(z, NUMPY_OPS), dtype=np.float64) if act.elementwise
+                     else _each(lambda zc, act=act: np.asarray(act.definition(zc, NUMPY_OPS), dtype=np.float64), z))
+            zs.append(z)
+            acts.append(a)
+        stacks.append((p, X, Y, zs, acts))
+    f1s: list[list[np.ndarray | None]] = [[] for _ in groups]
+    f2s: list[list[np.ndarray | None]] = [[] for _ in groups]
+    for l, act in enumerate(net.activations):
+        if act.elementwise:
+            d1, d2 = _elementwise_derivatives(act)
+            layer = [zs[l] for _, _, _, zs, _ in stacks]
+            for g, f1, f2 in zip(range(len(groups)), _laid_apart(d1, layer), _laid_apart(d2, layer), strict=True):
+                f1s[g].append(f1)
+                f2s[g].append(f2)
+        else:
+            for g in range(len(groups)):
+                f1s[g].append(None)
+                f2s[g].append(None)
+    rule = net.fused_rule
+    n_out = net.sizes[-1]
+    fd, fz, fy, fa = _output_sensitivities(net.activations[-1], net.loss.name, net.loss.definition,
+                                           rule.definition if rule is not None else None, n_out)
+    zL = [zs[-1] for _, _, _, zs, _ in stacks]
+    Ys = [Y for _, _, Y, _, _ in stacks]
+    deltas = _eval_rows_many(fd, zL, Ys, (n_out,))
+    Hzs = _eval_rows_many(fz, zL, Ys, (n_out, n_out))
+    Hys = _eval_rows_many(fy, zL, Ys, (n_out, n_out))
+    if fa is not None:
+        # dl/da and its derivative at the computed output activation, as (c, n, m) and (c, n, n, m)
+        pairs = _eval_rows_many(fa, [acts[-1] for *_, acts in stacks], Ys, None)
+    else:
+        pairs = [(None, None)] * len(groups)
+    return [_Pre(*st, f1s[g], f2s[g], deltas[g], Hzs[g], Hys[g], *pairs[g]) for g, st in enumerate(stacks)]
+
+
+def _laid_apart(f: Callable[[np.ndarray], np.ndarray], arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """An elementwise ``f`` of every array at once, laid end to end, cut back into each array's shape."""
+    flat = f(np.concatenate([a.reshape(-1) for a in arrays]))
+    out, lo = [], 0
+    for a in arrays:
+        out.append(flat[lo:lo + a.size].reshape(a.shape))
+        lo += a.size
+    return out
 
 
 def _stack(arrays: list[np.ndarray]) -> np.ndarray:
@@ -580,14 +685,13 @@ def _each(f: Callable[..., np.ndarray], *stacks: np.ndarray) -> np.ndarray:
 
 
 def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], np.ndarray, np.ndarray]],
-                  policy: TolerancePolicy, outside: bool) -> list[Budget]:
-    """The body of :func:`error_budget` for cases of one batch size and hand dtype."""
+                  policy: TolerancePolicy, outside: bool, pre: _Pre) -> list[Budget]:
+    """The body of :func:`error_budget` for cases of one batch size and hand dtype (``pre``: their
+    :func:`_prepare`)."""
     hand_dtype = np.asarray(cases[0][0][net.param_names[0]]).dtype
     u_pair = (unit_roundoff(hand_dtype) if hand_dtype.kind == "f" else U64) + U64
     c = len(cases)
-    p = {k: _stack([np.asarray(params[k], dtype=np.float64) for params, _, _ in cases]) for k in cases[0][0]}
-    X = _stack([np.asarray(Xc, dtype=np.float64) for _, Xc, _ in cases])
-    Y = _stack([np.asarray(Yc, dtype=np.float64) for _, _, Yc in cases])
+    p, X, Y = pre.p, pre.X, pre.Y
     L, m = net.depth, X.shape[2]
     K = policy.path_constant(net.sizes, m)
 
@@ -599,16 +703,11 @@ def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
     exacts = [_ExactForward(net, {k: v[j] for k, v in p.items()}, X[j], []) for j in range(c)]  # zs appended below
     for l, act in enumerate(net.activations, start=1):
         W, B = p[f"W{l}"], p[f"B{l}"]
-        z = W @ acts[-1] + B
+        z, a = pre.zs[l - 1], pre.acts[l]
         mz = np.abs(W) @ (np.abs(acts[-1]) + Ma[-1]) + np.abs(B)
-        with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-            # elementwise on the stack; a column sum (softmax) case by case: numpy sums a single
-            # column (m = 1) pairwise, the columns of a wider array row after row
-            a = (np.asarray(act.definition(z, NUMPY_OPS), dtype=np.float64) if act.elementwise
-                 else _each(lambda zc, act=act: np.asarray(act.definition(zc, NUMPY_OPS), dtype=np.float64), z))
         if act.elementwise:
-            d1, d2 = _elementwise_derivatives(act)
-            f1, f2 = d1(z), d2(z)
+            f1, f2 = pre.f1s[l - 1], pre.f2s[l - 1]
+            assert f1 is not None and f2 is not None
             if policy.level != "textbook":
                 f1 = _relatively_accurate(act, z, f1)
             ma = f1 * mz + np.maximum(np.abs(a), 1.0)
@@ -639,14 +738,10 @@ def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
     # Output delta and its sensitivities (per sample; the declared sample weight applied after:
     # 1/m for the mean, 1 for the sum -- docs/tolerances.md section 11).
     rule = net.fused_rule
-    n_out = net.sizes[-1]
-    fd, fz, fy, fa = _output_sensitivities(net.activations[-1], net.loss.name, net.loss.definition,
-                                       rule.definition if rule is not None else None, n_out)
-    zL = zs[-1]
     m_div = _batch_divisor(net, m)
-    delta = _eval_rows(fd, zL, Y, (n_out, m)) / m_div
-    Hz = _eval_rows(fz, zL, Y, (n_out, n_out, m)) / m_div
-    Hy = _eval_rows(fy, zL, Y, (n_out, n_out, m)) / m_div
+    delta = pre.delta / m_div
+    Hz = pre.Hz / m_div
+    Hy = pre.Hy / m_div
     A_delta = delta
     aL = np.abs(acts[-1])
     absY = np.abs(Y)
@@ -661,14 +756,11 @@ def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
         # 1.3e-14 +- 5e-17 at z = -32, an error of 0.03 ulp(1) in a - y.
         carried = Ma[-1] if outside else np.maximum(aL, 1.0)  # outside: the whole forward bound (section 13)
         M_delta = M_delta + carried * np.maximum(np.sum(absY, axis=-2, keepdims=True), 1.0) / m_div
-    if fa is not None:
+    if pre.ga is not None and pre.ha is not None:
         # Unfused: delta = J^T (dl/da), with f' computed to absolute accuracy ~u (see above), and
         # the rounding of a itself moving dl/da by |d2l/da2| |a| (1 - p cancels when p -> 1).
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            ga_raw, ha_raw = fa(*_rows(_wide(acts[-1])), *_rows(_wide(Y)))
-        ga = np.ascontiguousarray(np.array([_magnitude(v, (c, m)) for v in ga_raw]).transpose(1, 0, 2)) / m_div
-        ha = np.ascontiguousarray(np.array([[_magnitude(v, (c, m)) for v in row] for row in ha_raw]
-                                           ).transpose(2, 0, 1, 3)) / m_div
+        ga = pre.ga / m_div
+        ha = pre.ha / m_div
         sens = ga + _each(_contract, ha, aL)
         last = net.activations[-1]
         if last.elementwise:
@@ -701,7 +793,7 @@ def _budget_stack(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
     _add_penalty(net, p, magnitude)
     references: list[dict[str, np.ndarray] | None] = [None] * c
     if policy.level != "textbook":
-        references = [b.magnitude for b in _budget_stack(net, cases, replace(policy, level="textbook"), outside)]
+        references = [b.magnitude for b in _budget_stack(net, cases, replace(policy, level="textbook"), outside, pre)]
     out = []
     for j in range(c):
         units = sorted(kink_units[j], key=lambda t: t[0])
