@@ -33,8 +33,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["main", "worker"]
+__all__ = ["main", "paired", "serve", "worker"]
 
 NETS = {"article": (2, 3, 3, 1), "big": (64, 128, 128, 10)}
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def worker(version: str, net: str, reps: int, examples: int | None, seed: int) -> dict:
     """One version's measurements for one net (run inside the subprocess)."""
+    sizes, one = _certifier(version, net, examples, seed)
+    cold_wall, cold_decided, _, _ = one()
+    warm = [one() for _ in range(reps)]
+    return {"version": version, "net": "-".join(map(str, sizes)), "examples": examples,
+            "cold_seconds": cold_wall, "cold_decided": cold_decided,
+            "warm_seconds": [w[0] for w in warm], "warm_cpu": [w[3] for w in warm],
+            "decided": [w[1] for w in warm], "cases": [w[2] for w in warm]}
+
+
+def serve(version: str, net: str, examples: int | None, seed: int) -> None:
+    """A persistent worker for ``--paired``: two warm-up runs, then one certification per line
+    read from stdin, answered with ``[wall, cpu, decided]`` as a JSON line."""
+    _, one = _certifier(version, net, examples, seed)
+    one()
+    one()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        wall, decided, _, cpu = one()
+        print(json.dumps([wall, cpu, decided]), flush=True)
+
+
+def _certifier(version: str, net: str, examples: int | None, seed: int) -> tuple[tuple[int, ...], Any]:
+    """The net's sizes and a function running one certification: ``(wall, decided, cases, cpu)``."""
     import handgrad as hg
 
     if version == "before":
@@ -62,22 +86,62 @@ def worker(version: str, net: str, reps: int, examples: int | None, seed: int) -
         wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
         return wall, cert.certified, cert.cases, cpu
 
-    cold_wall, cold_decided, _, _ = one()
-    warm = [one() for _ in range(reps)]
-    return {"version": version, "net": "-".join(map(str, sizes)), "examples": examples,
-            "cold_seconds": cold_wall, "cold_decided": cold_decided,
-            "warm_seconds": [w[0] for w in warm], "warm_cpu": [w[3] for w in warm],
-            "decided": [w[1] for w in warm], "cases": [w[2] for w in warm]}
+    return sizes, one
 
 
-def _run(version: str, net: str, reps: int, examples: int | None, seed: int, base: Path,
-         after: Path | None = None) -> dict:
+def paired(n: int, net: str, examples: int | None, seed: int, base: Path, after: Path | None) -> str:
+    """Both versions as persistent workers, warmed up, then ``n`` pairs of runs, one of each version
+    back to back (their order swapped every other pair): a change of the machine's mode lasts
+    seconds, a pair half a second, so nearly every pair sees one mode. Reports the median and
+    quartiles of the pairs' ratios of cases per CPU second, and each version's median."""
+    procs = {}
+    for version in ("before", "after"):
+        env, cwd = _environment(version, base, after)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", version, "--net", net, "--seed", str(seed)]
+        if examples is not None:
+            cmd += ["--examples", str(examples)]
+        procs[version] = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          text=True)
+    try:
+        for version, proc in procs.items():
+            line = proc.stdout.readline().strip()  # type: ignore[union-attr]
+            if line != "ready":
+                raise SystemExit(f"the {version} worker failed to start ({line!r})")
+        rates: dict[str, list[float]] = {"before": [], "after": []}
+        for i in range(n):
+            for version in (("before", "after") if i % 2 == 0 else ("after", "before")):
+                proc = procs[version]
+                proc.stdin.write("run\n")  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
+                _, cpu, decided = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+                rates[version].append(decided / cpu)
+    finally:
+        for proc in procs.values():
+            proc.stdin.close()  # type: ignore[union-attr]
+            proc.wait()
+    ratios = sorted(a / b for a, b in zip(rates["after"], rates["before"], strict=True))
+    q1, med, q3 = statistics.quantiles(ratios, n=4) if n >= 4 else (ratios[0], statistics.median(ratios), ratios[-1])
+    b, a = statistics.median(rates["before"]), statistics.median(rates["after"])
+    return (f"- {net}, {n} pairs: cases decided per CPU second, median of each version {a:.1f} (after) vs "
+            f"{b:.1f} (before); ratio per pair: median **{med:.2f}x** (quartiles {q1:.2f}-{q3:.2f}, range "
+            f"{ratios[0]:.2f}-{ratios[-1]:.2f}); best run of each {max(rates['after']):.1f} vs "
+            f"{max(rates['before']):.1f}: {max(rates['after']) / max(rates['before']):.2f}x")
+
+
+def _environment(version: str, base: Path, after: Path | None) -> tuple[dict[str, str], str]:
+    """The subprocess environment and working directory of a version's worker."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cwd = str(ROOT)
     tree = base if version == "before" else after
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
         cwd = "/tmp"  # so that this checkout's files are not importable as the other tree's
+    return env, cwd
+
+
+def _run(version: str, net: str, reps: int, examples: int | None, seed: int, base: Path,
+         after: Path | None = None) -> dict:
+    env, cwd = _environment(version, base, after)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", version, "--net", net, "--reps", str(reps),
            "--seed", str(seed)]
     if examples is not None:
@@ -133,6 +197,10 @@ def _ratios(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--worker", choices=("before", "after"))
+    p.add_argument("--serve", choices=("before", "after"), help=argparse.SUPPRESS)
+    p.add_argument("--paired", type=int, default=0, metavar="N",
+                   help="N back-to-back pairs of warm runs from two persistent workers (the article's net), "
+                        "instead of the rounds of separate subprocesses")
     p.add_argument("--net", choices=tuple(NETS), default="article")
     p.add_argument("--base", type=Path, default=Path("/tmp/base-wt"), help="worktree of the base commit")
     p.add_argument("--after", type=Path, default=None,
@@ -155,9 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, args.net, args.reps, args.examples, args.seed)))
         return 0
+    if args.serve:
+        serve(args.serve, args.net, args.examples, args.seed)
+        return 0
     if not args.after_only and not (args.base / "reference").is_dir():
         raise SystemExit(f"--base {args.base} is not a worktree of the base commit "
                          "(git worktree add --detach /tmp/base-wt c731eb6)")
+    if args.paired:
+        print(paired(args.paired, args.net, args.examples, args.seed, args.base, args.after))
+        return 0
     rows = []
     nets = [("article", None)] + ([] if args.small_only else [("big", args.big_examples)])
     versions = ("after",) if args.after_only else ("before", "after")
