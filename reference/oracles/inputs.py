@@ -66,7 +66,7 @@ def as_float64(params: Mapping[str, np.ndarray], names: Sequence[str]) -> list[n
 
 def first_nonfinite(x: np.ndarray) -> tuple[int, ...] | None:
     """Index of the first inf/NaN in ``x``, or None if every entry is finite."""
-    bad = ~np.isfinite(x)
-    if not bad.any():
+    finite = np.isfinite(x)
+    if finite.all():
         return None
-    return tuple(int(i) for i in np.argwhere(bad)[0])
+    return tuple(int(i) for i in np.argwhere(~finite)[0])
