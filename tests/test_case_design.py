@@ -231,14 +231,22 @@ def test_os_entropy_is_an_ordinary_report_never_a_raw_exception() -> None:
         certify_backward(_OsEntropy(SIG3), (2, 3, 3, 1), SIG3, examples=6)
 
 
-def test_np_random_is_seeded_per_case_and_restored() -> None:
-    seen: list[float] = []
+_SEEDED_SPEC = CaseSpec((2, 3, 3, 1), tuple(SIG3), "squared_error", True, 3, "unit", 5)
 
+
+def _recording_draws(seen: list[float]):  # type: ignore[no-untyped-def]
+    """A correct backward that first draws one number from np.random and records it in ``seen``."""
     def draws(params, X, Y):
         seen.append(float(np.random.random()))
         return Textbook(SIG3)(params, X, Y)
 
-    spec = CaseSpec((2, 3, 3, 1), tuple(SIG3), "squared_error", True, 3, "unit", 5)
+    return draws
+
+
+def test_np_random_is_seeded_per_case_and_restored() -> None:
+    seen: list[float] = []
+    draws = _recording_draws(seen)
+    spec = _SEEDED_SPEC
     net, params, X, Y = build_case(spec)
     np.random.seed(123)
     before = np.random.get_state()[1].copy()
@@ -277,12 +285,8 @@ def test_a_held_random_state_gives_each_call_the_same_draws_and_is_restored_once
     from handgrad.reference.judge.referee import random_state_held
 
     seen: list[float] = []
-
-    def draws(params, X, Y):
-        seen.append(float(np.random.random()))
-        return Textbook(SIG3)(params, X, Y)
-
-    spec = CaseSpec((2, 3, 3, 1), tuple(SIG3), "squared_error", True, 3, "unit", 5)
+    draws = _recording_draws(seen)
+    spec = _SEEDED_SPEC
     case = build_case(spec)
     referee(*case, draws, seed=spec.numpy_seed)
     np.random.seed(321)

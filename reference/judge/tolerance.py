@@ -243,8 +243,7 @@ class Budget:
         (:mod:`handgrad.reference.oracles.mp_oracle`): the hand's share :math:`u_d K M` alone, plus
         the reference's final rounding :math:`u_{64}|g_{\rm ref}|` (its own error before that
         rounding is below :math:`10^{-30}` relative and is dropped)."""
-        hand = unit_roundoff(dtype_hand) * self.K
-        floor = self.K * float(np.finfo(np.dtype(dtype_hand)).tiny)
+        hand, _, floor = self._shares(dtype_hand, dtype_hand)
         return {k: hand * v + U64 * np.abs(np.asarray(reference[k], dtype=np.float64)) + floor
                 for k, v in self.magnitude.items()}
 
@@ -391,28 +390,37 @@ def _output_sensitivities(act: Activation, loss_name: str, loss_def: Any, fused_
 
 
 def _eval_rows_many(f: Callable, Zs: Sequence[np.ndarray], Ys: Sequence[np.ndarray],
-                    lead: tuple[int, ...] | None) -> list[Any]:
+                    lead: tuple[int, ...]) -> list[np.ndarray]:
     """Evaluate a lambdified list (or list of lists) of per-sample expressions on every group's
-    stacks ``(c, n, m)`` at once, their samples laid end to end (each unit's row one argument):
-    per group an array ``(c, *lead, m)``, contiguous (numpy's matrix product takes its own loop,
-    another summation order than BLAS, for a strided operand). ``lead=None``: ``f`` returns the
-    pair ``(dl/da, d2l/da2)``, given per group as arrays ``(c, n, m)`` and ``(c, n, n, m)``."""
-    sizes = [Z.shape[0] * Z.shape[2] for Z in Zs]
+    stacks ``(c, n, m)`` at once (:func:`_evaluated`): per group an array ``(c, *lead, m)``,
+    contiguous (numpy's matrix product takes its own loop, another summation order than BLAS, for a
+    strided operand)."""
+    out, sizes = _evaluated(f, Zs, Ys)
+    rows = out if isinstance(out[0], list) else [out]
+    cut = _cut([[_magnitude(v, (sum(sizes),)) for v in row] for row in rows], Zs, sizes)  # (rows, cols, c, m)
+    return [np.ascontiguousarray(arr.transpose(2, 0, 1, 3).reshape((Z.shape[0], *lead, Z.shape[2])))
+            for arr, Z in zip(cut, Zs, strict=True)]
+
+
+def _eval_pairs_many(f: Callable, As: Sequence[np.ndarray], Ys: Sequence[np.ndarray],
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The unfused output's lambdified pair ``(dl/da, d2l/da2)`` on every group's stacks at once
+    (:func:`_evaluated`): per group arrays ``(c, n, m)`` and ``(c, n, n, m)``, contiguous."""
+    (first, second), sizes = _evaluated(f, As, Ys)
     total = sum(sizes)
+    firsts = _cut([_magnitude(v, (total,)) for v in first], As, sizes)
+    seconds = _cut([[_magnitude(v, (total,)) for v in row] for row in second], As, sizes)
+    return [(np.ascontiguousarray(g.transpose(1, 0, 2)), np.ascontiguousarray(h.transpose(2, 0, 1, 3)))
+            for g, h in zip(firsts, seconds, strict=True)]
+
+
+def _evaluated(f: Callable, Zs: Sequence[np.ndarray], Ys: Sequence[np.ndarray]) -> tuple[Any, list[int]]:
+    """``f`` of every group's samples laid end to end (each unit's row one argument, in longdouble),
+    and each group's share of them (c m)."""
     args = [np.concatenate([_wide(x[:, i]).reshape(-1) for x in arrays])
             for arrays in (Zs, Ys) for i in range(arrays[0].shape[1])]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        out = f(*args)
-    if lead is None:
-        first, second = out
-        parts = [_cut([_magnitude(v, (total,)) for v in first], Zs, sizes),
-                 _cut([[_magnitude(v, (total,)) for v in row] for row in second], Zs, sizes)]
-        return [(np.ascontiguousarray(g.transpose(1, 0, 2)), np.ascontiguousarray(h.transpose(2, 0, 1, 3)))
-                for g, h in zip(*parts, strict=True)]
-    rows = out if isinstance(out[0], list) else [out]
-    cut = _cut([[_magnitude(v, (total,)) for v in row] for row in rows], Zs, sizes)  # (rows, cols, c, m) each
-    return [np.ascontiguousarray(arr.transpose(2, 0, 1, 3).reshape((Z.shape[0], *lead, Z.shape[2])))
-            for arr, Z in zip(cut, Zs, strict=True)]
+        return f(*args), [Z.shape[0] * Z.shape[2] for Z in Zs]
 
 
 def _cut(nested: Any, Zs: Sequence[np.ndarray], sizes: Sequence[int]) -> list[np.ndarray]:
@@ -577,7 +585,8 @@ def error_budgets(net: Network, cases: Sequence[tuple[Mapping[str, np.ndarray], 
     on the stack (``numpy.matmul`` calls on each case's contiguous slice the BLAS routine a single
     product calls), each elementwise step on the whole stack, each sum over units or samples
     within one case in the same order; a softmax-like definition and each ``einsum`` run case by
-    case. So every number is bitwise the single case's (``tests/test_tolerance_many.py``)."""
+    case; each SymPy-derived form once on every group's values laid end to end (:func:`_prepare`).
+    So every number is bitwise the single case's (``tests/test_tolerance_many.py``)."""
     policy = resolve_policy(policy)
     groups: dict[tuple[int, str], list[int]] = {}
     for i, (params, X, _) in enumerate(cases):
@@ -658,7 +667,7 @@ def _prepare(net: Network, groups: Sequence[Sequence[tuple[Mapping[str, np.ndarr
     Hys = _eval_rows_many(fy, zL, Ys, (n_out, n_out))
     if fa is not None:
         # dl/da and its derivative at the computed output activation, as (c, n, m) and (c, n, n, m)
-        pairs = _eval_rows_many(fa, [acts[-1] for *_, acts in stacks], Ys, None)
+        pairs = _eval_pairs_many(fa, [acts[-1] for *_, acts in stacks], Ys)
     else:
         pairs = [(None, None)] * len(groups)
     return [_Pre(*st, f1s[g], f2s[g], deltas[g], Hzs[g], Hys[g], *pairs[g]) for g, st in enumerate(stacks)]
