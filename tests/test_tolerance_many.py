@@ -75,3 +75,26 @@ def test_a_stack_of_cases_of_one_sample_keeps_its_operands_contiguous() -> None:
 
 def test_an_empty_list_has_no_budgets() -> None:
     assert error_budgets(hg.article_network(), []) == []
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_a_column_major_case_alone_is_its_budget_beside_others(order: str) -> None:
+    """A case's budget alone must be bitwise its budget in a stack, whatever the memory order of its
+    arrays: a column-major Y (as build_case's soft labels) summed over 8 or more units ran along
+    memory, pairwise, in a stack of one (scripts/check_batched.py --seed 20261219, #2: 7-2-8
+    identity/sigmoid under unfused cross-entropy)."""
+    from handgrad.reference.cases.spec import CaseSpec, build_case
+
+    sizes, acts = (7, 2, 9), ("identity", "sigmoid")
+    net = hg.Network(sizes, list(acts), "cross_entropy", fuse=False)
+    cases = []
+    for i, scale in enumerate(("small", "unit", "large", "near_saturating")):
+        _, params, X, Y = build_case(CaseSpec(sizes, acts, "cross_entropy", False, 4, scale, 100 + i,
+                                              labels="soft", rescale=True))
+        cases.append(({k: np.asarray(v, order=order) for k, v in params.items()}, np.asarray(X, order=order),
+                      np.asarray(Y, order=order)))
+    assert any(not c[2].flags["C_CONTIGUOUS"] for c in cases) == (order == "F")
+    for case, budget in zip(cases, error_budgets(net, cases), strict=True):
+        alone = error_budget(net, *case)
+        for k in net.param_names:
+            assert alone.magnitude[k].tobytes() == budget.magnitude[k].tobytes(), k

@@ -684,8 +684,12 @@ def _laid_apart(f: Callable[[np.ndarray], np.ndarray], arrays: Sequence[np.ndarr
 
 
 def _stack(arrays: list[np.ndarray]) -> np.ndarray:
-    """``np.stack``; one array as a view (a stack of one case costs no copy)."""
-    return arrays[0][None] if len(arrays) == 1 else stack(arrays)
+    """A C-contiguous stack (:func:`~handgrad.reference.numerics.stack`); one C-contiguous array as
+    a view (a stack of one case costs no copy). Contiguous either way: a sum over units of a
+    column-major Y (build_case's soft labels are) ran along memory, pairwise from 8 units on, in a
+    stack of one, but row after row in a stack of several, so a case's budget alone and beside
+    others differed in the last bit (``scripts/check_batched.py --seed 20261219``, #2)."""
+    return np.ascontiguousarray(arrays[0])[None] if len(arrays) == 1 else stack(arrays)
 
 
 def _each(f: Callable[..., np.ndarray], *stacks: np.ndarray) -> np.ndarray:
